@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh clone:
+#   make demo   evaluate all-MiniLM-L6-v2 and BM25 on SciFact, write the report to results/demo/
+#   make test   install, then run the whole test suite (fast tests + slow real-data tests)
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Datasets live beside the repository (../shared/datasets); override with DATA=/path
+DATA ?= $(abspath ../shared/datasets)
+export EMBEDLAB_DATA := $(DATA)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast test-slow bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+demo: install
+	$(VENV)/bin/embedlab eval --dataset scifact --model all-MiniLM-L6-v2 --model bm25 --out results/demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+bench: install
+	$(PY) benchmarks/bench_eval_vs_sentence_transformers.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

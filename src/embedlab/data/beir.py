@@ -1,0 +1,214 @@
+"""BEIR-format datasets: ``corpus.jsonl[.gz]``, ``queries.jsonl``, ``qrels/<split>.tsv``.
+
+Loading validates everything once (ids, duplicates, qrels against corpus and queries)
+and keeps only ids, queries and judgments in memory; the corpus text is streamed again
+by :meth:`Dataset.iter_documents` when a model needs it, so a corpus of millions of
+lines is never held as several copies.  Only judged queries are evaluated (BEIR
+convention).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedlab import settings
+from embedlab.data.lines import iter_json_objects, iter_lines, string_field
+from embedlab.data.types import Qrels
+from embedlab.errors import EmbedlabError, shorten
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    title: str
+    text: str
+
+    @property
+    def content(self) -> str:
+        """What a model reads: ``title + " " + text``, stripped (the MTEB/BEIR convention)."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text.strip()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    path: Path
+    corpus_path: Path
+    split: str
+    queries: dict[str, str]
+    qrels: Qrels
+    doc_count: int
+    checksum: str
+
+    def iter_documents(self) -> Iterator[Document]:
+        """Stream the corpus (already validated at load time)."""
+        for line, obj in iter_json_objects(self.corpus_path):
+            yield _document(obj, path=self.corpus_path, line=line)
+
+    def manifest(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "split": self.split,
+            "documents": self.doc_count,
+            "queries": len(self.queries),
+            "qrels_pairs": self.qrels.pairs(),
+            "sha256": self.checksum,
+        }
+
+
+def _document(obj: dict, *, path: Path, line: int) -> Document:
+    doc_id = string_field(obj, "_id", path=path, line=line, required=True)
+    title = string_field(obj, "title", path=path, line=line, required=False)
+    text = string_field(obj, "text", path=path, line=line, required="title" not in obj)
+    if not doc_id.strip():
+        raise EmbedlabError("empty '_id'", path=path, line=line, expected="a non-empty document id")
+    return Document(doc_id, title, text)
+
+
+def resolve_dataset(name_or_path: str | Path) -> Path:
+    """A dataset folder from a path, or from a name inside ``$EMBEDLAB_DATA``."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_dir():
+        return candidate
+    root = settings.data_dir()
+    if root is not None and (root / str(name_or_path)).is_dir():
+        return root / str(name_or_path)
+    available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root and root.is_dir() else []
+    close = difflib.get_close_matches(str(name_or_path), available, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    where = f"$EMBEDLAB_DATA={root}" if root else "$EMBEDLAB_DATA is not set"
+    listing = f"Available there: {', '.join(available)}" if available else "set EMBEDLAB_DATA to your datasets folder"
+    raise EmbedlabError(
+        f"dataset {str(name_or_path)!r} not found: not a folder, and not a dataset name in "
+        f"{where}. {hint}{listing}"
+    )
+
+
+def _corpus_file(folder: Path) -> Path:
+    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise EmbedlabError(
+        "corpus file missing", path=folder, expected="corpus.jsonl or corpus.jsonl.gz in the dataset folder"
+    )
+
+
+def _sha256(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def scan_corpus_ids(path: Path) -> list[str]:
+    """Validate every corpus record and return the ids in file order."""
+    seen: dict[str, int] = {}
+    for line, obj in iter_json_objects(path):
+        doc = _document(obj, path=path, line=line)
+        if doc.id in seen:
+            raise EmbedlabError(
+                f"duplicate document id {doc.id!r} (first at line {seen[doc.id]})",
+                path=path, line=line, expected="unique '_id' values",
+            )
+        seen[doc.id] = line
+    if not seen:
+        raise EmbedlabError("empty corpus", path=path, expected="at least one document")
+    return list(seen)
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for line, obj in iter_json_objects(path):
+        query_id = string_field(obj, "_id", path=path, line=line, required=True)
+        text = string_field(obj, "text", path=path, line=line, required=True)
+        if query_id in lines:
+            raise EmbedlabError(
+                f"duplicate query id {query_id!r} (first at line {lines[query_id]})",
+                path=path, line=line, expected="unique '_id' values",
+            )
+        lines[query_id] = line
+        queries[query_id] = text
+    if not queries:
+        raise EmbedlabError("no queries", path=path, expected="at least one query")
+    return queries
+
+
+def read_beir_qrels(path: Path) -> Qrels:
+    """``query-id<TAB>corpus-id<TAB>score`` with an optional header; integer grades."""
+    judgments: dict[str, dict[str, int]] = {}
+    for line, text in iter_lines(path):
+        if not text.strip():
+            continue
+        cells = text.split("\t")
+        if line == 1 and cells[0].strip().lower() in {"query-id", "query_id", "qid"}:
+            continue
+        if len(cells) != 3:
+            raise EmbedlabError(
+                f"wrong number of columns ({len(cells)})", path=path, line=line,
+                found=shorten(text), expected="3 tab-separated columns: query-id, corpus-id, score",
+            )
+        query_id, doc_id, grade = (c.strip() for c in cells)
+        try:
+            value = int(grade)
+        except ValueError:
+            raise EmbedlabError(
+                "relevance score is not an integer", path=path, line=line,
+                found=shorten(grade), expected="an integer grade such as 0, 1 or 2",
+            ) from None
+        if not query_id or not doc_id:
+            raise EmbedlabError("empty id", path=path, line=line, found=shorten(text), expected="non-empty ids")
+        judgments.setdefault(query_id, {})[doc_id] = value
+    if not judgments:
+        raise EmbedlabError("no judgments", path=path, expected="at least one qrels row")
+    return Qrels(judgments)
+
+
+def load_dataset(name_or_path: str | Path, *, split: str = "test") -> Dataset:
+    folder = resolve_dataset(name_or_path)
+    corpus_path = _corpus_file(folder)
+    queries_path = folder / "queries.jsonl"
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    for required in (queries_path, qrels_path):
+        if not required.is_file():
+            splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+            extra = f" (splits found: {', '.join(splits)})" if splits and required == qrels_path else ""
+            raise EmbedlabError(f"missing file{extra}", path=required, expected="a BEIR dataset folder")
+    doc_ids = set(scan_corpus_ids(corpus_path))
+    queries = read_queries(queries_path)
+    qrels = read_beir_qrels(qrels_path)
+    _check_known(qrels, queries, doc_ids, qrels_path)
+    judged = {q: queries[q] for q in qrels.judgments}
+    return Dataset(
+        name=folder.name,
+        path=folder,
+        corpus_path=corpus_path,
+        split=split,
+        queries=judged,
+        qrels=qrels,
+        doc_count=len(doc_ids),
+        checksum=_sha256([corpus_path, queries_path, qrels_path]),
+    )
+
+
+def _check_known(qrels: Qrels, queries: dict[str, str], doc_ids: set[str], path: Path) -> None:
+    for query_id, docs in qrels.judgments.items():
+        if query_id not in queries:
+            raise EmbedlabError(
+                f"qrels name query {query_id!r}, which is not in queries.jsonl", path=path,
+                expected="every judged query to exist",
+            )
+        for doc_id in docs:
+            if doc_id not in doc_ids:
+                raise EmbedlabError(
+                    f"qrels name document {doc_id!r} (query {query_id!r}), which is not in the corpus",
+                    path=path, expected="every judged document to exist",
+                )

@@ -1,0 +1,146 @@
+"""The encoder contract: subclasses implement ``encode_batch``; the base derives the rest.
+
+Derived once here, for every backend: roles and prompts (E5/BGE-style prefixes),
+de-duplication, length-sorted batching (similar lengths share a batch, so dynamic
+padding wastes little), L2 normalisation, the embedding cache, progress and timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from embedlab.cache.store import EmbeddingCache, text_key
+from embedlab.progress import progress_bar
+
+Role = Literal["query", "document"]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodeStats:
+    """What one or more ``encode`` calls did; filled in by the base class."""
+
+    texts: int = 0
+    encoded: int = 0
+    cache_hits: int = 0
+    seconds: float = 0.0
+    batches: int = 0
+    spaces: set[str] = field(default_factory=set)
+
+    @property
+    def per_second(self) -> float | None:
+        return self.encoded / self.seconds if self.encoded and self.seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Everything that changes a vector. Its hash (with role and prompt) is the cache space."""
+
+    kind: str
+    model: str
+    weights: str
+    backend: str
+    pooling: str
+    normalize: bool
+    max_length: int
+    precision: str
+    query_prompt: str = ""
+    document_prompt: str = ""
+
+    def for_role(self, role: Role) -> dict[str, object]:
+        values = {k: v for k, v in self.__dict__.items() if k not in {"query_prompt", "document_prompt"}}
+        values["role"] = role
+        values["prompt"] = self.prompt(role)
+        return values
+
+    def prompt(self, role: Role) -> str:
+        return self.query_prompt if role == "query" else self.document_prompt
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class Encoder(ABC):
+    """Texts in, float32 vectors out (one row per text)."""
+
+    fingerprint: Fingerprint
+    dim: int
+    batch_size: int = 32
+
+    @abstractmethod
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """Encode texts exactly as given (prompts already added), un-normalised, float32."""
+
+    def size_info(self) -> dict[str, object]:
+        """Parameters, bytes on disk and the like; backends fill in what they know."""
+        return {"dim": self.dim}
+
+    def conditions(self) -> dict[str, object]:
+        """The settings that speed figures depend on (device, threads, batch size...)."""
+        return {"batch_size": self.batch_size, "max_length": self.fingerprint.max_length}
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        role: Role,
+        cache: EmbeddingCache | None = None,
+        stats: EncodeStats | None = None,
+        show_progress: bool = False,
+        use_prompt: bool = True,
+    ) -> np.ndarray:
+        stats = stats if stats is not None else EncodeStats()
+        prompt = self.fingerprint.prompt(role) if use_prompt else ""
+        inputs = [prompt + t for t in texts]
+        out = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        stats.texts += len(inputs)
+        if not inputs:
+            return out
+        keys = [text_key(t) for t in inputs]
+        space = None
+        if cache is not None:
+            space = cache.space(self.fingerprint.for_role(role), self.dim)
+            stats.spaces.add(space)
+            out, found = cache.get(space, keys, self.dim)
+            stats.cache_hits += int(found.sum())
+            todo = [i for i in range(len(inputs)) if not found[i]]
+        else:
+            todo = list(range(len(inputs)))
+        first: dict[bytes, int] = {}
+        for i in todo:
+            first.setdefault(keys[i], i)
+        unique = sorted(first.values(), key=lambda i: len(inputs[i]), reverse=True)
+        started = time.perf_counter()
+        with progress_bar(total=len(unique), desc=f"encode {role}s", enabled=show_progress) as bar:
+            for start in range(0, len(unique), self.batch_size):
+                rows = unique[start : start + self.batch_size]
+                batch_started = time.perf_counter()
+                vectors = self._finish(self.encode_batch([inputs[i] for i in rows]))
+                out[rows] = vectors
+                if cache is not None and space is not None:
+                    cache.put(space, [keys[i] for i in rows], vectors)
+                    cache.record_timing(space, len(rows), time.perf_counter() - batch_started, self.conditions())
+                stats.batches += 1
+                bar.update(len(rows))
+        stats.encoded += len(unique)
+        stats.seconds += time.perf_counter() - started
+        for i in todo:  # duplicates within the call share the first copy's vector
+            if first[keys[i]] != i:
+                out[i] = out[first[keys[i]]]
+        return out
+
+    def _finish(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise RuntimeError(f"{type(self).__name__}.encode_batch returned shape {vectors.shape}, expected (n, {self.dim})")
+        if self.fingerprint.normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+        return vectors

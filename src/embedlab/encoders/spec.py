@@ -1,0 +1,75 @@
+"""What a user asks for when naming a model: validated once, at the boundary.
+
+On the command line a model is ``NAME`` or ``NAME:key=value,key=value``, e.g.
+``all-MiniLM-L6-v2:pooling=cls,max_length=128`` or ``bm25:k1=1.2,b=0.75``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from embedlab.errors import EmbedlabError
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1)
+    label: str | None = None
+    backend: Literal["auto", "onnx", "torch"] = "auto"
+    pooling: Literal["mean", "cls", "max"] | None = None  # None: the model's own
+    max_length: int | None = Field(default=None, gt=0)
+    normalize: bool | None = None  # None: the model's own
+    query_prompt: str = ""
+    document_prompt: str = ""
+    batch_size: int = Field(default=32, gt=0)
+    device: str = "auto"
+    threads: int | None = Field(default=None, gt=0)
+    # BM25 only
+    k1: float | None = Field(default=None, gt=0)
+    b: float | None = Field(default=None, ge=0, le=1)
+    stemmer: Literal["english", "porter", "none"] | None = None
+    # fake encoders only (tests): dimension and an added delay per batch
+    dim: int | None = Field(default=None, gt=0)
+    delay_ms: float | None = Field(default=None, ge=0)
+
+    @property
+    def name(self) -> str:
+        """A short, file-safe label: the given label, else the model plus changed options."""
+        if self.label:
+            return self.label
+        base = self.model.rstrip("/").split("/")[-1]
+        changed = [
+            f"{key}={value}"
+            for key, value in self.model_dump(exclude_defaults=True).items()
+            if key not in {"model", "label", "batch_size", "device", "threads"}
+        ]
+        return base + (f":{','.join(changed)}" if changed else "")
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """``NAME[:key=value,...]`` -> ModelSpec, with one clear line for any mistake."""
+    name, options = text, ""
+    head, sep, tail = text.rpartition(":")
+    if sep and "=" in tail and head:
+        name, options = head, tail
+    values: dict[str, object] = {"model": name}
+    for item in filter(None, (part.strip() for part in options.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise EmbedlabError(f"cannot read model option {item!r} in {text!r}", expected="key=value")
+        values[key.strip()] = value.strip()
+    return model_spec_from(values, source=repr(text))
+
+
+def model_spec_from(values: dict[str, object], *, source: str) -> ModelSpec:
+    try:
+        return ModelSpec.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "model"
+        allowed = ", ".join(ModelSpec.model_fields)
+        hint = f"allowed options: {allowed}" if first["type"] == "extra_forbidden" else None
+        raise EmbedlabError(f"invalid model option {where!r} in {source}: {first['msg']}", hint=hint) from None

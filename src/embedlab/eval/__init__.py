@@ -1,0 +1,1 @@
+"""Scoring runs against judgments: metrics, per-query values, aggregation."""

@@ -1,0 +1,82 @@
+"""Exact top-k by blocked matrix products with a bounded candidate set.
+
+Scores are computed for a block of queries against a block of documents at a time and
+merged into a running top-k, so memory is O(query_block x doc_block + queries x k),
+never queries x documents (1M documents x 10k queries stays small).
+
+Ties are broken deterministically: score descending, then document id ascending
+(``id_order`` gives each document's position in sorted-id order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QUERY_BLOCK = 256
+DOC_BLOCK = 32_768
+
+
+def _select(scores: np.ndarray, ids: np.ndarray, order: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k best of ``scores`` (columns named by ``ids``), sorted score desc, id asc."""
+    if scores.shape[1] > k:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_s = np.take_along_axis(scores, part, axis=1)
+        top_i = np.take_along_axis(ids, part, axis=1)
+        kth = top_s.min(axis=1, keepdims=True)
+        # rare: more columns tie with the k-th score than fit; choose among them by id
+        for r in np.flatnonzero((scores >= kth).sum(axis=1) > k):
+            cols = np.flatnonzero(scores[r] >= kth[r])
+            best = np.lexsort((order[ids[r, cols]], -scores[r, cols]))[:k]
+            top_s[r], top_i[r] = scores[r, cols[best]], ids[r, cols[best]]
+    else:
+        top_s, top_i = scores, ids
+    idx = np.lexsort((order[top_i], -top_s), axis=-1)
+    return np.take_along_axis(top_s, idx, axis=1), np.take_along_axis(top_i, idx, axis=1)
+
+
+def top_k(
+    queries: np.ndarray, docs: np.ndarray, k: int, *, id_order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product top-k: ``(scores, doc_indices)``, each (n_queries, min(k, n_docs))."""
+    n_docs = docs.shape[0]
+    k = min(k, n_docs)
+    order = id_order if id_order is not None else np.arange(n_docs)
+    all_scores = np.empty((queries.shape[0], k), dtype=np.float32)
+    all_ids = np.empty((queries.shape[0], k), dtype=np.int64)
+    for q0 in range(0, queries.shape[0], QUERY_BLOCK):
+        qb = queries[q0 : q0 + QUERY_BLOCK]
+        best_s = np.empty((qb.shape[0], 0), dtype=np.float32)
+        best_i = np.empty((qb.shape[0], 0), dtype=np.int64)
+        for d0 in range(0, n_docs, DOC_BLOCK):
+            block = qb @ docs[d0 : d0 + DOC_BLOCK].T
+            cols = np.broadcast_to(np.arange(d0, d0 + block.shape[1]), block.shape)
+            s, i = _select(block, cols, order, min(k, block.shape[1]))
+            merged_s = np.concatenate([best_s, s], axis=1)
+            merged_i = np.concatenate([best_i, i], axis=1)
+            best_s, best_i = _select(merged_s, merged_i, order, min(k, merged_s.shape[1]))
+        all_scores[q0 : q0 + qb.shape[0]] = best_s
+        all_ids[q0 : q0 + qb.shape[0]] = best_i
+    return all_scores, all_ids
+
+
+@dataclass
+class ExactIndex:
+    """Vectors in one float32 matrix; search is exact inner product (cosine when normalised)."""
+
+    vectors: np.ndarray
+    doc_ids: list[str]
+
+    def __post_init__(self) -> None:
+        self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        ranks = np.empty(len(self.doc_ids), dtype=np.int64)
+        ranks[np.argsort(np.asarray(self.doc_ids, dtype=object), kind="stable")] = np.arange(len(self.doc_ids))
+        self.id_order = ranks
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return top_k(np.asarray(queries, dtype=np.float32), self.vectors, k, id_order=self.id_order)
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.vectors.nbytes)

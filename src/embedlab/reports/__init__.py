@@ -1,0 +1,1 @@
+"""Results as JSON (MTEB-compatible scores plus a run manifest), terminal tables, Markdown and HTML."""

@@ -1,0 +1,86 @@
+"""Write an eval report: per (dataset, model) an MTEB-style JSON, per-query scores and a TREC
+run; plus ``summary.json``, ``report.md`` and ``report.html`` for the whole run.
+
+All files are written atomically, and only after every model has finished, so a failed
+or interrupted run never leaves a half-written result that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from embedlab.atomic import atomic_write_text
+from embedlab.data.trec import write_trec_run
+from embedlab.eval.runner import EvalReport, ModelResult
+from embedlab.reports.published import published_for
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "model"
+
+
+def result_json(result: ModelResult, report: EvalReport) -> dict[str, object]:
+    dataset = report.datasets[result.dataset]
+    main = {"main_score": result.scores.get("ndcg_at_10")} if "ndcg_at_10" in result.scores else {}
+    published = published_for(result.dataset, str(result.spec.get("model", result.model)))
+    return {
+        "task_name": result.dataset,
+        "dataset_revision": dataset["sha256"],
+        "evaluation_time": _seconds(result),
+        "scores": {report.spec.split: [{**result.scores, **main, "hf_subset": "default", "languages": ["eng-Latn"]}]},
+        "embedlab": {
+            "model": result.model,
+            "spec": result.spec,
+            "fingerprint": result.fingerprint,
+            "measurements": result.measurements,
+            "published": published,
+            "error": result.error,
+            "manifest": {"dataset": dataset, **report.environment,
+                         "metrics": [m.label for m in report.spec.metrics],
+                         "ignore_identical_ids": report.spec.ignore_identical_ids},
+        },
+    }
+
+
+def _seconds(result: ModelResult) -> float | None:
+    m = result.measurements
+    if not m:
+        return None
+    return float(m["load_seconds"]) + float(m["corpus"]["seconds"]) + float(m["queries"]["seconds"])  # type: ignore[index]
+
+
+def summary_json(report: EvalReport) -> dict[str, object]:
+    return {
+        "datasets": report.datasets,
+        "environment": report.environment,
+        "metrics": [m.label for m in report.spec.metrics],
+        "results": [result_json(r, report) for r in report.results],
+    }
+
+
+def write_outputs(report: EvalReport, out: Path) -> list[Path]:
+    from embedlab.reports.html import render_html
+    from embedlab.reports.markdown import render_markdown
+
+    written: list[Path] = []
+    for result in report.results:
+        base = out / slug(result.dataset) / slug(result.model)
+        scores_path = base.parent / f"{base.name}.json"
+        atomic_write_text(scores_path, json.dumps(result_json(result, report), indent=2, default=str))
+        written.append(scores_path)
+        if result.evaluation is not None and result.run is not None:
+            per_query = base.parent / f"{base.name}.per_query.json"
+            atomic_write_text(per_query, json.dumps(result.evaluation.per_query, indent=1, sort_keys=True))
+            run_path = base.parent / f"{base.name}.run.trec"
+            write_trec_run(result.run, run_path, tag=slug(result.model))
+            written += [per_query, run_path]
+    for name, text in (
+        ("summary.json", json.dumps(summary_json(report), indent=2, default=str)),
+        ("report.md", render_markdown(report)),
+        ("report.html", render_html(report)),
+    ):
+        atomic_write_text(out / name, text)
+        written.append(out / name)
+    return written

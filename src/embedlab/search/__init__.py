@@ -1,0 +1,1 @@
+"""Retrievers: an encoder plus an index (dense), or BM25 (sparse), behind one interface."""

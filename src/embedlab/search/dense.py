@@ -1,0 +1,75 @@
+"""Dense retrieval: an encoder, the embedding cache and a vector index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from embedlab.cache.store import EmbeddingCache
+from embedlab.data.beir import Document
+from embedlab.data.types import Run
+from embedlab.encoders.base import EncodeStats, Encoder
+from embedlab.index.exact import ExactIndex
+from embedlab.search.retriever import Retriever, to_run
+
+CORPUS_CHUNK = 50_000  # documents encoded per pass; bounds the text held in memory
+
+
+def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    chunk: list[Document] = []
+    for doc in documents:
+        chunk.append(doc)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class DenseRetriever(Retriever):
+    def __init__(self, encoder: Encoder, *, label: str) -> None:
+        self.encoder = encoder
+        self.label = label
+        self.index_: ExactIndex | None = None
+
+    def index(self, documents: Iterable[Document], *, cache: EmbeddingCache | None, stats: EncodeStats,
+              show_progress: bool = False) -> None:
+        ids: list[str] = []
+        parts: list[np.ndarray] = []
+        for chunk in _chunks(documents, CORPUS_CHUNK):
+            ids.extend(d.id for d in chunk)
+            parts.append(self.encoder.encode([d.content for d in chunk], role="document", cache=cache,
+                                             stats=stats, show_progress=show_progress))
+        self.index_ = ExactIndex(np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32), ids)
+
+    def _ready(self) -> ExactIndex:
+        if self.index_ is None:
+            raise RuntimeError("index() must be called before search()")
+        return self.index_
+
+    def search(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
+        index = self._ready()
+        query_ids = list(queries)
+        vectors = self.encoder.encode([queries[q] for q in query_ids], role="query", cache=cache, stats=stats)
+        scores, indices = index.search(vectors, k)
+        return to_run(query_ids, scores, indices, index.doc_ids, self.label)
+
+    def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
+        index = self._ready()
+        vector = self.encoder.encode([text], role="query")
+        scores, indices = index.search(vector, k)
+        return [(index.doc_ids[j], float(s)) for s, j in zip(scores[0], indices[0], strict=True)]
+
+    def describe(self) -> dict[str, object]:
+        return self.encoder.fingerprint.as_dict()
+
+    def size_info(self) -> dict[str, object]:
+        info = dict(self.encoder.size_info())
+        if self.index_ is not None:
+            info["index_bytes"] = self.index_.memory_bytes
+            info["index"] = "exact (numpy, inner product)"
+        return info
+
+    def conditions(self) -> dict[str, object]:
+        return self.encoder.conditions()

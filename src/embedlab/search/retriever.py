@@ -1,0 +1,53 @@
+"""The retriever contract: index a corpus once, then answer queries as a ``Run``.
+
+Every model kind (dense encoders, BM25) is a retriever, so evaluation, selection and
+serving treat them alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+import numpy as np
+
+from embedlab.cache.store import EmbeddingCache
+from embedlab.data.beir import Document
+from embedlab.data.types import Run
+from embedlab.encoders.base import EncodeStats
+
+
+class Retriever(ABC):
+    label: str
+
+    @abstractmethod
+    def index(self, documents: Iterable[Document], *, cache: EmbeddingCache | None, stats: EncodeStats,
+              show_progress: bool = False) -> None:
+        """Read (and encode) the whole corpus."""
+
+    @abstractmethod
+    def search(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
+        """All queries at once (batched, cache allowed)."""
+
+    @abstractmethod
+    def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
+        """One query, end to end, never cached: what a user waits for (latency probes)."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, object]:
+        """The fingerprint: every setting that changes results."""
+
+    @abstractmethod
+    def size_info(self) -> dict[str, object]:
+        """Parameters, bytes on disk, dim, index memory."""
+
+    @abstractmethod
+    def conditions(self) -> dict[str, object]:
+        """Device, threads, batch size... next to every speed figure."""
+
+
+def to_run(query_ids: list[str], scores: np.ndarray, indices: np.ndarray, doc_ids: list[str], name: str) -> Run:
+    results: dict[str, dict[str, float]] = {}
+    for row, query_id in enumerate(query_ids):
+        results[query_id] = {doc_ids[j]: float(s) for s, j in zip(scores[row], indices[row], strict=True)}
+    return Run(results, name=name)
