@@ -46,6 +46,5 @@ class EmbedlabError(Exception):
 
 
 def shorten(text: str, limit: int = 60) -> str:
-    """A printable excerpt of user data for error messages."""
-    text = text.replace("\n", "\\n").replace("\t", "\\t")
+    """A printable excerpt of user data for error messages (``repr`` escapes tabs and newlines)."""
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")

@@ -51,3 +51,4 @@ def run(args: argparse.Namespace) -> int:
     print_summary(report, main_metrics=MAIN_METRICS)
     print(f"results: {args.out}/ ({len(written)} files; report.md, report.html, summary.json)")
     return 0 if all(r.ok for r in report.results) else 1
+

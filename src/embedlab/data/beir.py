@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +81,8 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
     available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root and root.is_dir() else []
     close = difflib.get_close_matches(str(name_or_path), available, n=1)
     hint = f"Did you mean {close[0]!r}? " if close else ""
-    where = f"$EMBEDLAB_DATA={root}" if root else "$EMBEDLAB_DATA is not set"
-    listing = f"Available there: {', '.join(available)}" if available else "set EMBEDLAB_DATA to your datasets folder"
+    where = f"$EMBEDLAB_DATA={root}" if root else "$EMBEDLAB_DATA (not set)"
+    listing = f"Available there: {', '.join(available)}" if available else "Set EMBEDLAB_DATA to your datasets folder"
     raise EmbedlabError(
         f"dataset {str(name_or_path)!r} not found: not a folder, and not a dataset name in "
         f"{where}. {hint}{listing}"
@@ -130,6 +130,8 @@ def read_queries(path: Path) -> dict[str, str]:
     for line, obj in iter_json_objects(path):
         query_id = string_field(obj, "_id", path=path, line=line, required=True)
         text = string_field(obj, "text", path=path, line=line, required=True)
+        if not query_id.strip():
+            raise EmbedlabError("empty '_id'", path=path, line=line, expected="a non-empty query id")
         if query_id in lines:
             raise EmbedlabError(
                 f"duplicate query id {query_id!r} (first at line {lines[query_id]})",
@@ -142,8 +144,13 @@ def read_queries(path: Path) -> dict[str, str]:
     return queries
 
 
-def read_beir_qrels(path: Path) -> Qrels:
-    """``query-id<TAB>corpus-id<TAB>score`` with an optional header; integer grades."""
+def read_beir_qrels(
+    path: Path, *, query_ids: Container[str] | None = None, doc_ids: Container[str] | None = None
+) -> Qrels:
+    """``query-id<TAB>corpus-id<TAB>score`` with an optional header; integer grades.
+
+    With ``query_ids`` / ``doc_ids`` every row must name a known query and document.
+    """
     judgments: dict[str, dict[str, int]] = {}
     for line, text in iter_lines(path):
         if not text.strip():
@@ -166,6 +173,16 @@ def read_beir_qrels(path: Path) -> Qrels:
             ) from None
         if not query_id or not doc_id:
             raise EmbedlabError("empty id", path=path, line=line, found=shorten(text), expected="non-empty ids")
+        if query_ids is not None and query_id not in query_ids:
+            raise EmbedlabError(
+                f"qrels name query {query_id!r}, which is not in queries.jsonl", path=path, line=line,
+                expected="every judged query to exist",
+            )
+        if doc_ids is not None and doc_id not in doc_ids:
+            raise EmbedlabError(
+                f"qrels name document {doc_id!r} (query {query_id!r}), which is not in the corpus",
+                path=path, line=line, expected="every judged document to exist",
+            )
         judgments.setdefault(query_id, {})[doc_id] = value
     if not judgments:
         raise EmbedlabError("no judgments", path=path, expected="at least one qrels row")
@@ -184,8 +201,7 @@ def load_dataset(name_or_path: str | Path, *, split: str = "test") -> Dataset:
             raise EmbedlabError(f"missing file{extra}", path=required, expected="a BEIR dataset folder")
     doc_ids = set(scan_corpus_ids(corpus_path))
     queries = read_queries(queries_path)
-    qrels = read_beir_qrels(qrels_path)
-    _check_known(qrels, queries, doc_ids, qrels_path)
+    qrels = read_beir_qrels(qrels_path, query_ids=queries, doc_ids=doc_ids)
     judged = {q: queries[q] for q in qrels.judgments}
     return Dataset(
         name=folder.name,
@@ -197,18 +213,3 @@ def load_dataset(name_or_path: str | Path, *, split: str = "test") -> Dataset:
         doc_count=len(doc_ids),
         checksum=_sha256([corpus_path, queries_path, qrels_path]),
     )
-
-
-def _check_known(qrels: Qrels, queries: dict[str, str], doc_ids: set[str], path: Path) -> None:
-    for query_id, docs in qrels.judgments.items():
-        if query_id not in queries:
-            raise EmbedlabError(
-                f"qrels name query {query_id!r}, which is not in queries.jsonl", path=path,
-                expected="every judged query to exist",
-            )
-        for doc_id in docs:
-            if doc_id not in doc_ids:
-                raise EmbedlabError(
-                    f"qrels name document {doc_id!r} (query {query_id!r}), which is not in the corpus",
-                    path=path, expected="every judged document to exist",
-                )

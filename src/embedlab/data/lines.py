@@ -37,7 +37,10 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                     ) from None
                 yield number, text.rstrip("\r\n")
         except (OSError, EOFError) as err:  # truncated or corrupt gzip
-            raise EmbedlabError(f"cannot read file ({err})", path=path, line=number + 1) from None
+            raise EmbedlabError(
+                f"cannot read file ({err})", path=path, line=number + 1,
+                expected="a complete gzip file" if path.suffix == ".gz" else None,
+            ) from None
 
 
 def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -49,7 +52,7 @@ def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             value = json.loads(text)
         except json.JSONDecodeError as err:
             raise EmbedlabError(
-                f"malformed JSON ({err.msg} at column {err.colno})",
+                f"malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})",
                 path=path,
                 line=number,
                 found=shorten(text),

@@ -9,7 +9,6 @@ weight file's sha256 is verified before use (see ../shared/MODELS.md).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.util
 import json
@@ -62,8 +61,8 @@ class ResolvedModel:
             header = json.loads(handle.read(size))
         total = 0
         for key, info in header.items():
-            if key == "__metadata__":
-                continue
+            if key == "__metadata__" or not str(info.get("dtype", "")).startswith(("F", "BF")):
+                continue  # metadata and integer buffers (e.g. position_ids) are not parameters
             count = 1
             for dim in info["shape"]:
                 count *= dim
@@ -115,11 +114,19 @@ def _package_folder(carrier: Carrier) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def resolve_model(name: str) -> ResolvedModel:
+@dataclass(frozen=True)
+class Location:
+    folder: Path
+    source: str
+    expected_sha256: str | None
+
+
+def locate_model(name: str) -> Location:
+    """Where a model's files are (no hashing): local folder -> weight package -> hub."""
     attempts: list[str] = []
     local = Path(name).expanduser()
     if local.is_dir():
-        return _from_folder(name, local.resolve(), "local folder", None)
+        return Location(local.resolve(), "local folder", None)
     attempts.append(f"local folder: no folder {str(local)!r}")
 
     key = canonical_name(name)
@@ -127,22 +134,26 @@ def resolve_model(name: str) -> ResolvedModel:
     for carrier in carriers:
         folder = _package_folder(carrier)
         if folder is not None:
-            return _from_folder(name, folder, f"package {carrier.pip_name}", carrier.sha256)
+            return Location(folder, f"package {carrier.pip_name}", carrier.sha256)
     if carriers:
         attempts.append("installed packages: none of " + ", ".join(c.pip_name for c in carriers) + " is installed")
     else:
-        close = difflib.get_close_matches(key, list(CARRIERS), n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        attempts.append(f"installed packages: no known package bundles {name!r}{hint}")
+        attempts.append(f"installed packages: no known package bundles {name!r}")
 
     try:
-        return _from_hub(name, key)
+        return Location(_from_hub(name, key), "hub", None)
     except EmbedlabError as err:
         attempts.append(f"Hugging Face hub: {err.message}")
     raise EmbedlabError(f"cannot load model {name!r}: " + "; ".join(attempts))
 
 
-def _from_hub(name: str, key: str) -> ResolvedModel:
+def resolve_model(name: str) -> ResolvedModel:
+    """Locate a model and verify its weights (sha256)."""
+    where = locate_model(name)
+    return _from_folder(name, where.folder, where.source, where.expected_sha256)
+
+
+def _from_hub(name: str, key: str) -> Path:
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         raise EmbedlabError("offline (HF_HUB_OFFLINE is set)")
     repo = name if "/" in name else key
@@ -151,7 +162,6 @@ def _from_hub(name: str, key: str) -> ResolvedModel:
     except ImportError:
         raise EmbedlabError("huggingface_hub is not installed") from None
     try:
-        folder = Path(snapshot_download(repo, allow_patterns=["*.json", "*.txt", "*.safetensors", "1_Pooling/*"]))
+        return Path(snapshot_download(repo, allow_patterns=["*.json", "*.txt", "*.safetensors", "1_Pooling/*"]))
     except Exception as err:  # network failures come in many types; the name says which
         raise EmbedlabError(f"download of {repo!r} failed ({type(err).__name__})") from None
-    return _from_folder(name, folder, "hub", None)

@@ -6,6 +6,7 @@ On the command line a model is ``NAME`` or ``NAME:key=value,key=value``, e.g.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +28,7 @@ class ModelSpec(BaseModel):
     batch_size: int = Field(default=32, gt=0)
     device: str = "auto"
     threads: int | None = Field(default=None, gt=0)
+    index: Literal["exact", "faiss-flat", "faiss-hnsw"] = "exact"
     # BM25 only
     k1: float | None = Field(default=None, gt=0)
     b: float | None = Field(default=None, ge=0, le=1)
@@ -49,18 +51,24 @@ class ModelSpec(BaseModel):
         return base + (f":{','.join(changed)}" if changed else "")
 
 
+_OPTIONS = re.compile(r":(?=\s*[a-z_]+=)")
+
+
 def parse_model_spec(text: str) -> ModelSpec:
-    """``NAME[:key=value,...]`` -> ModelSpec, with one clear line for any mistake."""
-    name, options = text, ""
-    head, sep, tail = text.rpartition(":")
-    if sep and "=" in tail and head:
-        name, options = head, tail
+    """``NAME[:key=value,...]`` -> ModelSpec, with one clear line for any mistake.
+
+    Options start at the first ``:`` followed by ``key=``; values are taken verbatim (a
+    prompt like ``query: `` keeps its colon and trailing space) and cannot hold commas:
+    use a candidates file for those.
+    """
+    match = _OPTIONS.search(text)
+    name, options = (text[: match.start()], text[match.end() :]) if match else (text, "")
     values: dict[str, object] = {"model": name}
-    for item in filter(None, (part.strip() for part in options.split(","))):
+    for item in filter(str.strip, options.split(",")):
         key, eq, value = item.partition("=")
         if not eq:
             raise EmbedlabError(f"cannot read model option {item!r} in {text!r}", expected="key=value")
-        values[key.strip()] = value.strip()
+        values[key.strip()] = value  # not stripped: prompts such as "query: " keep their space
     return model_spec_from(values, source=repr(text))
 
 

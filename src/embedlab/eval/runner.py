@@ -24,7 +24,7 @@ from embedlab.errors import EmbedlabError
 from embedlab.eval.evaluate import EvalResult, evaluate
 from embedlab.eval.measure import current_rss_bytes, hardware, latency_probe, library_versions, peak_rss_bytes
 from embedlab.eval.metrics import MetricSpec
-from embedlab.search.build import build_retriever
+from embedlab.search.build import build_retriever, check_model_exists
 from embedlab.search.retriever import Retriever
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ def run_eval(spec: EvalSpec, *, on_result: Callable[[ModelResult], None] | None 
         if dataset.name in datasets:
             raise EmbedlabError(f"two datasets are named {dataset.name!r}", hint="rename one of the folders")
         datasets[dataset.name] = dataset
+    for model in spec.models:  # a misspelt model name stops the run before any work
+        check_model_exists(model)
     cache = EmbeddingCache(spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
     results: list[ModelResult] = []
     try:

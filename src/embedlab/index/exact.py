@@ -41,10 +41,12 @@ def top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inner-product top-k: ``(scores, doc_indices)``, each (n_queries, min(k, n_docs))."""
     n_docs = docs.shape[0]
-    k = min(k, n_docs)
+    k = max(0, min(k, n_docs))
     order = id_order if id_order is not None else np.arange(n_docs)
     all_scores = np.empty((queries.shape[0], k), dtype=np.float32)
     all_ids = np.empty((queries.shape[0], k), dtype=np.int64)
+    if k == 0:
+        return all_scores, all_ids
     for q0 in range(0, queries.shape[0], QUERY_BLOCK):
         qb = queries[q0 : q0 + QUERY_BLOCK]
         best_s = np.empty((qb.shape[0], 0), dtype=np.float32)

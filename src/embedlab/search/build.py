@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from embedlab.encoders.resolve import CARRIERS
+from embedlab.encoders.resolve import CARRIERS, locate_model
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.registry import Registry
@@ -28,14 +28,14 @@ def _hashing(spec: ModelSpec) -> Retriever:
     from embedlab.encoders.fake import HashingEncoder
     from embedlab.search.dense import DenseRetriever
 
-    return DenseRetriever(HashingEncoder(spec), label=spec.name)
+    return DenseRetriever(HashingEncoder(spec), label=spec.name, index=spec.index)
 
 
 def _transformer(spec: ModelSpec) -> Retriever:
     from embedlab.encoders.transformer import TransformerEncoder
     from embedlab.search.dense import DenseRetriever
 
-    return DenseRetriever(TransformerEncoder(spec), label=spec.name)
+    return DenseRetriever(TransformerEncoder(spec), label=spec.name, index=spec.index)
 
 
 def known_model_names() -> list[str]:
@@ -46,14 +46,18 @@ def known_model_names() -> list[str]:
     return sorted(names)
 
 
-def build_retriever(spec: ModelSpec) -> Retriever:
+def check_model_exists(spec: ModelSpec) -> None:
+    """A name found nowhere is a typo: one error with "Did you mean", before any work."""
     if spec.model.lower() in KINDS:
-        return KINDS.get(spec.model)(spec)
+        return
     try:
-        return _transformer(spec)
+        locate_model(spec.model)
     except EmbedlabError as err:
-        if not err.message.startswith("cannot load model"):
-            raise
         close = difflib.get_close_matches(spec.model.lower(), known_model_names(), n=1, cutoff=0.6)
         hint = f"Did you mean {close[0]!r}? " if close else ""
         raise EmbedlabError(f"{err.message}. {hint}Known offline: {', '.join(known_model_names())}") from None
+
+
+def build_retriever(spec: ModelSpec) -> Retriever:
+    check_model_exists(spec)
+    return KINDS.get(spec.model)(spec) if spec.model.lower() in KINDS else _transformer(spec)

@@ -11,6 +11,7 @@ from embedlab.data.beir import Document
 from embedlab.data.types import Run
 from embedlab.encoders.base import EncodeStats, Encoder
 from embedlab.index.exact import ExactIndex
+from embedlab.index.faiss_index import FaissIndex
 from embedlab.search.retriever import Retriever, to_run
 
 CORPUS_CHUNK = 50_000  # documents encoded per pass; bounds the text held in memory
@@ -28,10 +29,11 @@ def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]
 
 
 class DenseRetriever(Retriever):
-    def __init__(self, encoder: Encoder, *, label: str) -> None:
+    def __init__(self, encoder: Encoder, *, label: str, index: str = "exact") -> None:
         self.encoder = encoder
         self.label = label
-        self.index_: ExactIndex | None = None
+        self.index_kind = index
+        self.index_: ExactIndex | FaissIndex | None = None
 
     def index(self, documents: Iterable[Document], *, cache: EmbeddingCache | None, stats: EncodeStats,
               show_progress: bool = False) -> None:
@@ -41,9 +43,10 @@ class DenseRetriever(Retriever):
             ids.extend(d.id for d in chunk)
             parts.append(self.encoder.encode([d.content for d in chunk], role="document", cache=cache,
                                              stats=stats, show_progress=show_progress))
-        self.index_ = ExactIndex(np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32), ids)
+        vectors = np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32)
+        self.index_ = ExactIndex(vectors, ids) if self.index_kind == "exact" else FaissIndex(vectors, ids, kind=self.index_kind)
 
-    def _ready(self) -> ExactIndex:
+    def _ready(self) -> ExactIndex | FaissIndex:
         if self.index_ is None:
             raise RuntimeError("index() must be called before search()")
         return self.index_
@@ -62,13 +65,13 @@ class DenseRetriever(Retriever):
         return [(index.doc_ids[j], float(s)) for s, j in zip(scores[0], indices[0], strict=True)]
 
     def describe(self) -> dict[str, object]:
-        return self.encoder.fingerprint.as_dict()
+        return {**self.encoder.fingerprint.as_dict(), "index": self.index_kind}
 
     def size_info(self) -> dict[str, object]:
         info = dict(self.encoder.size_info())
         if self.index_ is not None:
             info["index_bytes"] = self.index_.memory_bytes
-            info["index"] = "exact (numpy, inner product)"
+            info["index"] = "exact (numpy, inner product)" if self.index_kind == "exact" else self.index_kind
         return info
 
     def conditions(self) -> dict[str, object]:

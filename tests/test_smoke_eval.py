@@ -1,0 +1,28 @@
+"""End to end on the tiny fixture with the fake encoder and BM25: the CLI writes every output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embedlab.cli.main import main
+
+
+def test_eval_cli_writes_all_outputs(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["eval", "-d", str(tiny_dataset), "-m", "hashing", "-m", "bm25", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--latency-queries", "5"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ndcg@10" in printed and "bm25" in printed
+    for name in ("summary.json", "report.md", "report.html"):
+        assert (out / name).is_file()
+    result = json.loads((out / "tiny" / "bm25.json").read_text())
+    scores = result["scores"]["test"][0]
+    assert 0.0 <= scores["ndcg_at_10"] <= 1.0
+    assert scores["main_score"] == scores["ndcg_at_10"]
+    assert result["embedlab"]["manifest"]["dataset"]["queries"] == 3  # only judged queries
+    run_lines = (out / "tiny" / "bm25.run.trec").read_text().splitlines()
+    assert run_lines[0].split()[1] == "Q0" and len(run_lines[0].split()) == 6
+    per_query = json.loads((out / "tiny" / "hashing.per_query.json").read_text())
+    assert set(per_query["ndcg_at_10"]) == {"q1", "q2", "q3"}
