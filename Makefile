@@ -10,7 +10,7 @@ export EMBEDLAB_DATA := $(DATA)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast test-slow bench clean
+.PHONY: install browser demo test test-fast test-slow bench clean
 
 install: $(VENV)/.installed
 
@@ -22,13 +22,18 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
+# Debian's chromium for the browser tests (Playwright drives it; its own browser download is not used)
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "warning: could not install chromium (needs root); browser tests will be skipped"
+
 demo: install
 	$(VENV)/bin/embedlab eval --dataset scifact --model all-MiniLM-L6-v2 --model bm25 --out results/demo
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install browser
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: install

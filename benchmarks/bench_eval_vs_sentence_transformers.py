@@ -82,13 +82,13 @@ def main() -> int:
 
     from embedlab.data.beir import load_dataset, resolve_dataset
     from embedlab.encoders.resolve import resolve_model
-    from embedlab.encoders.transformer import onnx_export
+    from embedlab.encoders.transformer import fused_onnx
     from embedlab.eval.measure import hardware, library_versions
 
     path = str(resolve_dataset(args.dataset))
     dataset = load_dataset(path)
     started = time.perf_counter()
-    onnx_export(resolve_model(args.model))  # one-time model preparation, like a download
+    fused_onnx(resolve_model(args.model))  # one-time model preparation, like a download
     export_s = time.perf_counter() - started
 
     print(f"peer: sentence-transformers InformationRetrievalEvaluator, {args.model}, {dataset.name} ...", flush=True)

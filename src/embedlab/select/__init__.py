@@ -1,0 +1,1 @@
+"""Model selection: the accuracy / latency / size / cost trade-off and a defensible recommendation."""
