@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,17 @@ def _document(obj: dict, *, path: Path, line: int) -> Document:
     if not doc_id.strip():
         raise EmbedlabError("empty '_id'", path=path, line=line, expected="a non-empty document id")
     return Document(doc_id, title, text)
+
+
+def chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    chunk: list[Document] = []
+    for doc in documents:
+        chunk.append(doc)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:

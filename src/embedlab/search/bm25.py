@@ -15,11 +15,12 @@ from importlib.metadata import version
 import numpy as np
 
 from embedlab.cache.store import EmbeddingCache
-from embedlab.data.beir import Document
+from embedlab.data.beir import Document, chunks
 from embedlab.data.types import Run
 from embedlab.encoders.base import EncodeStats
 from embedlab.encoders.spec import ModelSpec
 from embedlab.index.exact import _select
+from embedlab.search.dense import CORPUS_CHUNK
 from embedlab.search.retriever import Retriever, to_run
 
 K1 = 0.9
@@ -46,16 +47,19 @@ class BM25Retriever(Retriever):
 
     def index(self, documents: Iterable[Document], *, cache: EmbeddingCache | None, stats: EncodeStats,
               show_progress: bool = False) -> None:
-        docs = list(documents)
-        self.doc_ids = [d.id for d in docs]
-        tokens = self.tokenizer.tokenize([d.content for d in docs], update_vocab=True, show_progress=False,
-                                         return_as="tuple")
-        self.model.index(tokens, show_progress=False)
+        """Tokenise the corpus chunk by chunk (only token ids are kept, never all texts), then index."""
+        self.doc_ids = []
+        ids: list[list[int]] = []
+        for chunk in chunks(documents, CORPUS_CHUNK):
+            self.doc_ids.extend(d.id for d in chunk)
+            ids.extend(self.tokenizer.tokenize([d.content for d in chunk], update_vocab=True, show_progress=False,
+                                               return_as="ids"))
+        self.model.index(self.tokenizer.to_tokenized_tuple(ids), show_progress=False)
         order = np.argsort(np.asarray(self.doc_ids, dtype=object), kind="stable")
         self.id_order = np.empty(len(order), dtype=np.int64)
         self.id_order[order] = np.arange(len(order))
-        stats.texts += len(docs)
-        stats.encoded += len(docs)
+        stats.texts += len(self.doc_ids)
+        stats.encoded += len(self.doc_ids)
 
     def _scores(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer.tokenize(texts, update_vocab="never", show_progress=False, return_as="string")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 
 from embedlab.cache.store import EmbeddingCache
-from embedlab.data.beir import Document
+from embedlab.data.beir import Document, chunks
 from embedlab.data.types import Run
 from embedlab.encoders.base import EncodeStats, Encoder
 from embedlab.index.exact import ExactIndex
@@ -15,17 +15,6 @@ from embedlab.index.faiss_index import FaissIndex
 from embedlab.search.retriever import Retriever, to_run
 
 CORPUS_CHUNK = 50_000  # documents encoded per pass; bounds the text held in memory
-
-
-def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    chunk: list[Document] = []
-    for doc in documents:
-        chunk.append(doc)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class DenseRetriever(Retriever):
@@ -39,7 +28,7 @@ class DenseRetriever(Retriever):
               show_progress: bool = False) -> None:
         ids: list[str] = []
         parts: list[np.ndarray] = []
-        for chunk in _chunks(documents, CORPUS_CHUNK):
+        for chunk in chunks(documents, CORPUS_CHUNK):
             ids.extend(d.id for d in chunk)
             parts.append(self.encoder.encode([d.content for d in chunk], role="document", cache=cache,
                                              stats=stats, show_progress=show_progress))
