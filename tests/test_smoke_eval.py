@@ -26,3 +26,22 @@ def test_eval_cli_writes_all_outputs(tiny_dataset: Path, tmp_path: Path, capsys)
     assert run_lines[0].split()[1] == "Q0" and len(run_lines[0].split()) == 6
     per_query = json.loads((out / "tiny" / "hashing.per_query.json").read_text())
     assert set(per_query["ndcg_at_10"]) == {"q1", "q2", "q3"}
+
+
+def test_compare_with_an_mteb_results_file(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    reference = tmp_path / "mteb.json"
+    reference.write_text(json.dumps({"scores": {"test": [{"ndcg_at_10": 0.5, "mrr_at_10": 0.4}]}}))
+    code = main(["eval", "-d", str(tiny_dataset), "-m", "hashing:index=faiss-flat", "--out", str(tmp_path / "o"),
+                 "--cache-dir", str(tmp_path / "c"), "--latency-queries", "3", "--compare", str(reference)])
+    assert code == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("compared with")][0]
+    assert "ndcg_at_10 0.50000" in line and "tiny/hashing:index=faiss-flat" in line
+
+
+def test_compare_file_that_is_not_mteb_is_one_line(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    code = main(["eval", "-d", str(tiny_dataset), "-m", "hashing", "--out", str(tmp_path / "o"), "--compare", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "not an MTEB results file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -25,12 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="encode everything, read and write no embedding cache")
     p.add_argument("--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)")
     p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95 (default 100)")
+    p.add_argument("--compare", type=Path, action="append",
+                   help="an MTEB results JSON file to compare every model's scores with (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedlab.reports.published import compare_line, read_mteb_file
     from embedlab.reports.results import write_outputs
     from embedlab.reports.table import print_summary
 
@@ -46,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         show_progress=not args.no_progress,
     )
+    references = {path: read_mteb_file(path, split=args.split) for path in args.compare or []}  # fail early
     report = run_eval(spec)
     written = write_outputs(report, args.out)
     print_summary(report, main_metrics=MAIN_METRICS)
+    for path, reference in references.items():
+        print(compare_line(report, reference, path))
     print(f"results: {args.out}/ ({len(written)} files; report.md, report.html, summary.json)")
     return 0 if all(r.ok for r in report.results) else 1
 

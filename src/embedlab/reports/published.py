@@ -44,3 +44,16 @@ def read_mteb_file(path: str | Path, *, split: str = "test") -> dict[str, float]
         raise EmbedlabError("not an MTEB results file", path=path,
                             expected=f'{{"scores": {{"{split}": [{{"ndcg_at_10": ...}}]}}}}') from None
     return {k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}
+
+
+def compare_line(report: object, reference: dict[str, float], path: str | Path) -> str:
+    """One line per compared file: each model's main scores minus the file's."""
+    keys = [k for k in ("ndcg_at_10", "mrr_at_10", "recall_at_100") if k in reference]
+    parts = []
+    for result in report.results:  # type: ignore[attr-defined]
+        if result.ok:
+            diffs = ", ".join(f"{k} {result.scores[k]:.5f} ({result.scores[k] - reference[k]:+.5f})"
+                              for k in keys if k in result.scores)
+            parts.append(f"{result.dataset}/{result.model}: {diffs}")
+    ref = ", ".join(f"{k} {reference[k]:.5f}" for k in keys)
+    return f"compared with {path} ({ref}): " + "; ".join(parts)
