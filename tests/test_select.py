@@ -163,3 +163,17 @@ def test_unknown_candidate_model_is_one_line(tmp_path: Path, tiny_dataset: Path,
     code = main(["select", "-d", str(tiny_dataset), "-m", "bm52", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "Did you mean 'bm25'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.model
+def test_pooling_shortcut_compares_three_heads_of_one_transformer(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["pooling", "-m", "all-MiniLM-L6-v2", "-d", str(tiny_dataset), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "c"), "--latency-queries", "3"])
+    data = json.loads((out / "selection.json").read_text())
+    assert code == 0
+    assert [s["model"] for s in data["summaries"]] == ["all-MiniLM-L6-v2:mean", "all-MiniLM-L6-v2:cls",
+                                                       "all-MiniLM-L6-v2:max"]
+    fingerprints = {json.loads((out / "eval" / "tiny" / f"{name}.json").read_text())["embedlab"]["fingerprint"]["pooling"]
+                    for name in ("all-MiniLM-L6-v2_mean", "all-MiniLM-L6-v2_cls", "all-MiniLM-L6-v2_max")}
+    assert fingerprints == {"mean", "cls", "max"}

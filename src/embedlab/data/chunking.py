@@ -97,6 +97,11 @@ def chunk_document(
     return chunks
 
 
+def check_chunk_options(max_tokens: object, overlap: object, count_tokens: object = count_words) -> None:
+    """The errors :func:`chunk_document` would raise for these options, before any work."""
+    _check_options(max_tokens, overlap, count_tokens)
+
+
 def _check_options(max_tokens: object, overlap: object, count_tokens: object) -> None:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
         raise EmbedlabError("invalid chunk size", found=f"max_tokens={max_tokens!r}",

@@ -314,14 +314,21 @@ def iter_library(folder: str | Path) -> Iterator[SourceDocument | Skipped]:
     links to folders are not followed (no cycles).  The folder itself must exist.
     """
     root = Path(folder)
+    entries = library_files(root)
+    return (entry if isinstance(entry, Skipped) else read_or_skip(entry, root=root) for entry in entries)
+
+
+def library_files(folder: str | Path) -> list[Path | Skipped]:
+    """The files :func:`iter_library` would read, in the same order, without reading them.
+
+    An unreadable sub-folder is a :class:`Skipped`.  Lets a caller decide per file (e.g. by
+    its hash) whether to read it at all; the folder itself must exist.
+    """
+    root = Path(folder)
     if not root.exists():
         raise EmbedlabError("library folder not found", path=root)
     if not root.is_dir():
         raise EmbedlabError("is a file, expected a library folder", path=root)
-    return _walk(root)
-
-
-def _walk(root: Path) -> Iterator[SourceDocument | Skipped]:
     entries: list[tuple[tuple[str, ...], Path, str | None]] = []  # (sort key, path, reason it cannot be read)
 
     def unreadable_folder(err: OSError) -> None:
@@ -335,16 +342,24 @@ def _walk(root: Path) -> Iterator[SourceDocument | Skipped]:
                 path = Path(dirpath) / name
                 entries.append((path.relative_to(root).parts, path, None))
     entries.sort(key=lambda entry: entry[0])
+    out: list[Path | Skipped] = []
     for _, path, problem in entries:
         if problem is not None:
             logger.info("skipped %s: %s", path, problem)
-            yield Skipped(path=path, reason=problem)
-            continue
-        try:
-            yield read_document(path, root=root)
-        except EmbedlabError as err:
-            reason = EmbedlabError(err.message, found=err.found, expected=err.expected, hint=err.hint).one_line()
-            if err.line is not None:
-                reason = f"line {err.line}: {reason}"
-            logger.info("skipped %s: %s", path, reason)
-            yield Skipped(path=path, reason=reason)
+            out.append(Skipped(path=path, reason=problem))
+        else:
+            out.append(path)
+    return out
+
+
+def read_or_skip(path: str | Path, *, root: str | Path) -> SourceDocument | Skipped:
+    """:func:`read_document`, with any problem turned into a :class:`Skipped` and its one-line reason."""
+    path = Path(path)
+    try:
+        return read_document(path, root=root)
+    except EmbedlabError as err:
+        reason = EmbedlabError(err.message, found=err.found, expected=err.expected, hint=err.hint).one_line()
+        if err.line is not None:
+            reason = f"line {err.line}: {reason}"
+        logger.info("skipped %s: %s", path, reason)
+        return Skipped(path=path, reason=reason)

@@ -9,8 +9,10 @@ project rule (score desc, doc id asc).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,24 +25,62 @@ from embedlab.index.exact import _select
 from embedlab.search.dense import CORPUS_CHUNK
 from embedlab.search.retriever import Retriever, to_run
 
+if TYPE_CHECKING:
+    from bm25s.tokenization import Tokenizer
+
 K1 = 0.9
 B = 0.4
 STEMMER = "porter"
+STOPWORDS = "en"
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # bm25s's default splitter: words of two or more word characters
 QUERY_BLOCK = 16
+
+
+def bm25_tokenizer(stemmer: str = STEMMER) -> Tokenizer:
+    """The analysis every BM25 index here uses: lower-case, ``TOKEN_PATTERN`` words, English stop
+    words removed, Snowball ``stemmer`` (PyStemmer; ``"none"`` for no stemming)."""
+    import Stemmer
+    from bm25s.tokenization import Tokenizer
+
+    stem = None if stemmer == "none" else Stemmer.Stemmer(stemmer).stemWord
+    return Tokenizer(lower=True, splitter=TOKEN_PATTERN, stopwords=STOPWORDS, stemmer=stem)
+
+
+class TermAnalyzer:
+    """The same analysis as :func:`bm25_tokenizer`, as plain strings and with positions.
+
+    For queries against a saved index (no tokenizer vocabulary needed: a term is looked up
+    in the index's own vocabulary) and for highlighting query terms in a snippet.
+    """
+
+    def __init__(self, stemmer: str = STEMMER) -> None:
+        tokenizer = bm25_tokenizer(stemmer)
+        self._stopwords = frozenset(tokenizer.stopwords or ())
+        self._stem = tokenizer.stemmer or (lambda word: word)
+        self._words = re.compile(TOKEN_PATTERN)
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """``(start, end, term)`` of every indexed word of ``text`` (stop words left out)."""
+        out = []
+        for match in self._words.finditer(text):
+            word = match.group().lower()
+            if word not in self._stopwords:
+                out.append((match.start(), match.end(), self._stem(word)))
+        return out
+
+    def terms(self, text: str) -> list[str]:
+        return [term for _, _, term in self.spans(text)]
 
 
 class BM25Retriever(Retriever):
     def __init__(self, spec: ModelSpec, *, label: str) -> None:
         import bm25s
-        import Stemmer
-        from bm25s.tokenization import Tokenizer
 
         self.label = label
         self.k1 = spec.k1 if spec.k1 is not None else K1
         self.b = spec.b if spec.b is not None else B
         self.stemmer = spec.stemmer or STEMMER
-        stem = None if self.stemmer == "none" else Stemmer.Stemmer(self.stemmer).stemWord
-        self.tokenizer = Tokenizer(stopwords="en", stemmer=stem)
+        self.tokenizer = bm25_tokenizer(self.stemmer)
         self.model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
         self.doc_ids: list[str] = []
         self.id_order = np.zeros(0, dtype=np.int64)
@@ -62,7 +102,7 @@ class BM25Retriever(Retriever):
         stats.encoded += len(self.doc_ids)
 
     def _scores(self, texts: list[str]) -> np.ndarray:
-        tokens = self.tokenizer.tokenize(texts, update_vocab="never", show_progress=False, return_as="string")
+        tokens = self.tokenizer.tokenize(texts, update_vocab=False, show_progress=False, return_as="string")
         vocab = self.model.vocab_dict
         rows = np.zeros((len(texts), len(self.doc_ids)), dtype=np.float32)
         for r, words in enumerate(tokens):

@@ -127,3 +127,14 @@ def check_model_exists(spec: ModelSpec) -> None:
 def build_retriever(spec: ModelSpec) -> Retriever:
     check_model_exists(spec)
     return KINDS.get(spec.model)(spec) if spec.model.lower() in KINDS else _transformer(spec)
+
+
+def build_encoder(spec: ModelSpec) -> Encoder:
+    """The dense encoder a model name stands for (BM25 is not one: it has no vectors)."""
+    retriever = build_retriever(spec)
+    encoder = getattr(retriever, "encoder", None)
+    if encoder is None:
+        raise EmbedlabError(f"{spec.model!r} is not an embedding model, it has no vectors",
+                            expected="a dense model such as all-MiniLM-L6-v2",
+                            hint="collections always include BM25 (search --mode bm25)")
+    return encoder

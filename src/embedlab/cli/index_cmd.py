@@ -1,0 +1,185 @@
+"""``embedlab index build|update|info`` and ``embedlab search``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from embedlab.errors import EmbedlabError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build, update and describe a searchable collection of documents",
+                       description="Collections: PDF, text, Markdown and HTML files indexed for search.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    b = actions.add_parser("build", help="index a folder into a new collection")
+    b.add_argument("folder", type=Path, help="library folder (read recursively; hidden files are left out)")
+    b.add_argument("--collection", "-c", required=True, help="collection name")
+    b.add_argument("--model", "-m", required=True, help="embedding model: NAME or NAME:key=value,...")
+    b.add_argument("--chunk-tokens", type=int, default=256, help="chunk budget in the model's tokens (default 256)")
+    b.add_argument("--overlap", type=int, default=32, help="tokens shared by consecutive chunks (default 32)")
+    b.add_argument("--replace", action="store_true", help="rebuild an existing collection from scratch")
+    b.add_argument("--ann-threshold", type=int, default=None,
+                   help="chunks from which an HNSW index is built (default 50000; exact search below)")
+    _common(b)
+    b.set_defaults(handler=run_build)
+
+    u = actions.add_parser("update", help="re-read a collection's folder: index new and changed files, drop deleted")
+    u.add_argument("collection", help="collection name")
+    u.add_argument("--folder", type=Path, help="read this folder instead (the library moved)")
+    _common(u)
+    u.set_defaults(handler=run_update)
+
+    i = actions.add_parser("info", help="counts, model, chunking, size and skipped files of a collection")
+    i.add_argument("collection", help="collection name")
+    i.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(handler=run_info)
+
+    s = sub.add_parser("search", help="search a collection", description="Dense, BM25 or hybrid search.")
+    s.add_argument("collection", help="collection name")
+    s.add_argument("query", help="what to look for")
+    s.add_argument("--k", "-k", type=int, default=10, help="results (default 10)")
+    s.add_argument("--mode", default="hybrid", help="dense, bm25 or hybrid (default hybrid)")
+    s.add_argument("--rrf-k", type=float, default=60.0, help="RRF constant (default 60)")
+    s.add_argument("--weights", default="1,1", help="hybrid weights DENSE,BM25 (default 1,1)")
+    s.add_argument("--filter", dest="path_filter", help="glob on file paths, e.g. 'papers/*.pdf' (or path=GLOB)")
+    s.add_argument("--rerank", help="re-ranker: a local cross-encoder folder, or word-overlap")
+    s.add_argument("--rerank-depth", type=int, default=20, help="first-stage results re-ranked (default 20)")
+    s.add_argument("--model", "-m", help="query model (default: the collection's; must match its fingerprint)")
+    s.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    s.add_argument("--json", action="store_true", help="print the response as JSON")
+    s.set_defaults(handler=run_search)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)")
+    p.add_argument("--no-cache", action="store_true", help="read and write no embedding cache")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def _print_report(report) -> None:  # noqa: ANN001 - BuildReport
+    if report.up_to_date:
+        print(f"{report.name}: up to date (generation {report.generation}, {report.files} files, "
+              f"{report.chunks} chunks)")
+    else:
+        print(f"{report.name}: generation {report.generation}: {report.files} files, {report.chunks} chunks "
+              f"({report.files_new} new, {report.files_changed} changed, {report.files_unchanged} unchanged, "
+              f"{report.files_removed} removed files; +{report.chunks_added} / -{report.chunks_removed} chunks; "
+              f"{report.encoded} encoded, {report.cache_hits} from cache) in {report.seconds:.1f} s, "
+              f"{_size(report.size_bytes)}")
+        index = report.index
+        if index.get("kind") == "faiss-hnsw":
+            print(f"  dense index: HNSW {index['params']}, recall@10 {index['recall_at_10']:.3f} vs exact "
+                  f"({index['recall_queries']} sample queries)")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''}:")
+        for path, reason in report.skipped:
+            print(f"  {path}: {reason}")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from embedlab.collection import build
+    from embedlab.collection.vectors import ANN_THRESHOLD
+    from embedlab.encoders.spec import parse_model_spec
+
+    report = build(args.folder, args.collection, model_spec=parse_model_spec(args.model),
+                   max_tokens=args.chunk_tokens, overlap=args.overlap, root=args.root, replace=args.replace,
+                   cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                   ann_threshold=args.ann_threshold or ANN_THRESHOLD, show_progress=not args.no_progress)
+    _print_report(report)
+    return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    from embedlab.collection import update
+
+    report = update(args.collection, root=args.root, folder=args.folder, cache_dir=args.cache_dir,
+                    use_cache=not args.no_cache, show_progress=not args.no_progress)
+    _print_report(report)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from embedlab.collection import info
+
+    data = info(args.collection, root=args.root)
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    counts, chunking, index = data["counts"], data["chunking"], data["index"]
+    encoder = data["encoder"]
+    print(f"collection {data['name']} (generation {data['generation']}, {data['path']})")
+    print(f"  folder:   {data['source_folder']}")
+    print(f"  model:    {data['model']} ({encoder['backend']}, {encoder['pooling']} pooling, "
+          f"max {encoder['max_length']} tokens, dim {data['dim']}, {data['metric']})")
+    print(f"  chunking: {chunking['max_tokens']} tokens, overlap {chunking['overlap']} ({chunking['counter']})")
+    kinds = ", ".join(f"{n} {kind}" for kind, n in data["files_by_kind"].items()) or "none"
+    print(f"  content:  {counts['files']} files ({kinds}), {counts['pages']} pages, {counts['chunks']} chunks, "
+          f"{counts['skipped']} skipped")
+    if index["kind"] == "faiss-hnsw":
+        dense = f"HNSW {index['params']}, recall@10 {index['recall_at_10']} vs exact"
+    else:
+        dense = f"exact (HNSW from {index['threshold']} chunks)"
+    print(f"  search:   dense {dense}; BM25 k1={data['lexical']['k1']} b={data['lexical']['b']}")
+    print(f"  size:     {_size(data['size_bytes'])} (folder {_size(data['folder_bytes'])})")
+    print(f"  updated:  {data['updated']} (created {data['created']})")
+    for item in data["skipped"]:
+        print(f"  skipped:  {item['path']}: {item['reason']}")
+    return 0
+
+
+def _weights(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2:
+        raise EmbedlabError(f"invalid --weights {text!r}", expected="two numbers DENSE,BM25 such as 1,0.5")
+    return values  # type: ignore[return-value]
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from embedlab.collection import open_collection
+    from embedlab.collection.search import MODES
+    from embedlab.search.rerank import load_reranker
+
+    MODES.get(args.mode)  # a typo is reported before any model is loaded
+    weights = _weights(args.weights)
+    pattern = args.path_filter[5:] if args.path_filter and args.path_filter.startswith("path=") else args.path_filter
+    reranker = load_reranker(args.rerank) if args.rerank else None
+    collection = open_collection(args.collection, model_spec=args.model, root=args.root)
+    try:
+        response = collection.search(args.query, k=args.k, mode=args.mode, rrf_k=args.rrf_k, weights=weights,
+                                     path_filter=pattern, reranker=reranker, rerank_depth=args.rerank_depth)
+    finally:
+        collection.close()
+    if args.json:
+        json.dump(response.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+    if not response.hits:
+        where = f" among files matching {pattern!r}" if pattern else ""
+        print(f"no results{where} ({response.chunks_searched} chunks searched)")
+    for hit in response.hits:
+        print(f"{hit.rank:>2}. {hit.path}  p. {hit.page}  score {hit.score:.4g}  [chunk {hit.chunk_id}]")
+        print(f"    {hit.marked_snippet()}")
+    t = response.latency_ms
+    stages = " · ".join(f"{key} {t[key]:.1f}" for key in ("encode", "search", "fuse", "rerank", "fetch") if t[key])
+    print(f"{response.mode}{' + ' + response.reranker if response.reranker else ''}, "
+          f"{response.chunks_searched} chunks: {stages} · total {t['total']:.1f} ms")
+    return 0

@@ -1,0 +1,191 @@
+"""Opening a collection for search, and describing one (``info``).
+
+``open_collection`` loads the live generation: manifest, chunk database, vectors (checked
+against the manifest's SHA-256), the BM25 index, and the encoder.  A query encoder must
+be the one the collection was built with: any difference in the fingerprint (model,
+weights, pooling, normalisation, max length, precision, prompts) is an error naming the
+differing fields, because vectors from two encoders are not comparable.
+
+An open collection keeps its generation's files open: a later update does not disturb
+it (a finished generation is never modified; a removed one stays readable while open).
+Call :meth:`Collection.reload_if_changed` to follow updates.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embedlab.collection.chunkstore import DB, ChunkStore
+from embedlab.collection.layout import CollectionDir, folder_size
+from embedlab.collection.lexical import LexicalIndex
+from embedlab.collection.manifest import Manifest, file_sha256, read_manifest
+from embedlab.collection.vectors import DenseIndex, load_vectors
+from embedlab.encoders.base import Encoder
+from embedlab.encoders.spec import ModelSpec, parse_model_spec
+from embedlab.errors import EmbedlabError
+
+if TYPE_CHECKING:
+    from embedlab.collection.search import SearchResponse
+    from embedlab.search.rerank import Reranker
+
+_SHOWN = ("model", "kind", "weights", "backend", "pooling", "normalize", "max_length", "precision",
+          "query_prompt", "document_prompt")
+
+
+def _plain(values: dict[str, object]) -> dict[str, object]:
+    return json.loads(json.dumps(values, sort_keys=True))
+
+
+def check_encoder(manifest: Manifest, encoder: Encoder, name: str) -> None:
+    """The query encoder must have the collection's fingerprint; else one line naming both."""
+    built, given = _plain(manifest.encoder), _plain(encoder.fingerprint.as_dict())
+    if built == given:
+        return
+    differ = [key for key in _SHOWN if built.get(key) != given.get(key)]
+    differ += sorted(k for k in set(built) | set(given) if k not in _SHOWN and built.get(k) != given.get(k))
+
+    def show(values: dict[str, object]) -> str:
+        return ", ".join(f"{key}={values.get(key)!r}" for key in ["model", *[k for k in differ if k != "model"]])
+
+    raise EmbedlabError(
+        f"collection {name!r} was built with a different encoder (differs in {', '.join(differ)})",
+        found=f"query encoder {show(given)}", expected=f"the collection's encoder {show(built)}",
+        hint=f"search with the collection's model ({manifest.model}), or rebuild the collection with the new "
+             "model (`embedlab index build --replace`)",
+    )
+
+
+class Collection:
+    """One loaded generation of a collection; :meth:`search` answers queries."""
+
+    def __init__(self, cdir: CollectionDir, folder: Path, manifest: Manifest, encoder: Encoder, *,
+                 verify: bool = True) -> None:
+        self.cdir = cdir
+        self.name = cdir.name
+        self.folder = folder
+        self.manifest = manifest
+        self.encoder = encoder
+        vector_path = folder / manifest.vectors.file
+        if not vector_path.is_file():
+            raise EmbedlabError("collection generation has no vector file", path=vector_path)
+        if verify and file_sha256(vector_path) != manifest.vectors.sha256:
+            raise EmbedlabError("the collection's vectors do not match the checksum in its manifest",
+                                path=vector_path, hint=f"the file is damaged; `embedlab index build "
+                                                       f"--collection {self.name} --replace` rebuilds it")
+        vectors = load_vectors(vector_path)
+        if vectors.ndim != 2 or vectors.shape != (manifest.counts.chunks, manifest.dim):
+            raise EmbedlabError("the collection's vectors do not match its manifest", path=vector_path,
+                                found=f"shape {vectors.shape}",
+                                expected=f"({manifest.counts.chunks}, {manifest.dim})")
+        self.store = ChunkStore(folder / DB)
+        self.ids = self.store.ids()
+        if len(self.ids) != manifest.counts.chunks:
+            raise EmbedlabError("the chunk database does not match the manifest", path=folder / DB,
+                                found=f"{len(self.ids)} chunks", expected=f"{manifest.counts.chunks}")
+        self.paths, self.row_path = self.store.row_paths()
+        self.dense = DenseIndex(vectors, manifest.index, folder)
+        self.lexical = LexicalIndex(manifest.lexical, folder, len(self.ids))
+        self._filters: dict[str, np.ndarray | None] = {}
+
+    @property
+    def generation(self) -> int:
+        return self.manifest.generation
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows_matching(self, pattern: str | None) -> np.ndarray | None:
+        """Rows whose file path matches the glob (fnmatch: ``*`` also crosses ``/``); None = all rows."""
+        if pattern is None:
+            return None
+        if pattern not in self._filters:
+            wanted = [i for i, path in enumerate(self.paths) if fnmatch.fnmatchcase(path, pattern)]
+            self._filters[pattern] = np.flatnonzero(np.isin(self.row_path, wanted)).astype(np.int64)
+            if len(self._filters) > 256:
+                self._filters.pop(next(iter(self._filters)))
+        return self._filters[pattern]
+
+    def search(self, query: str, *, k: int = 10, mode: str = "hybrid", rrf_k: float = 60.0,
+               weights: tuple[float, float] = (1.0, 1.0), path_filter: str | None = None,
+               reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100) -> SearchResponse:
+        """See :func:`embedlab.collection.search.search`."""
+        from embedlab.collection.search import search
+
+        return search(self, query, k=k, mode=mode, rrf_k=rrf_k, weights=weights, path_filter=path_filter,
+                      reranker=reranker, rerank_depth=rerank_depth, candidates=candidates)
+
+    def is_stale(self) -> bool:
+        """True when another generation has become live since this one was opened."""
+        try:
+            return self.cdir.live() != self.folder
+        except EmbedlabError:
+            return False
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_collection(name: str, *, model_spec: ModelSpec | str | None = None, root: str | Path | None = None,
+                    verify: bool = True) -> Collection:
+    """Load collection ``name``'s live generation; ``model_spec`` (default: the collection's own) must
+    give the same encoder fingerprint."""
+    from embedlab.search.build import build_encoder
+
+    cdir = CollectionDir(name, root=root)
+    spec = None
+    if model_spec is not None:
+        spec = parse_model_spec(model_spec) if isinstance(model_spec, str) else model_spec
+    encoder: Encoder | None = None
+    for attempt in range(3):
+        folder = cdir.live()
+        try:
+            manifest = read_manifest(folder)
+            if encoder is None:
+                encoder = build_encoder(spec or ModelSpec.model_validate(manifest.model_spec))
+            check_encoder(manifest, encoder, name)
+            return Collection(cdir, folder, manifest, encoder, verify=verify)
+        except EmbedlabError:
+            # an update may have replaced this generation while we were loading it: try the new one
+            if attempt == 2 or folder.is_dir() or not cdir.exists():
+                raise
+            time.sleep(0.05)
+    raise RuntimeError("unreachable")  # pragma: no cover
+
+
+def info(name: str, *, root: str | Path | None = None) -> dict[str, object]:
+    """What a collection holds, with what it was made, and its size on disk (no model is loaded)."""
+    cdir = CollectionDir(name, root=root)
+    folder = cdir.live()
+    manifest = read_manifest(folder)
+    store = ChunkStore(folder / DB)
+    try:
+        files = store.files()
+        skipped = [{"path": path, "reason": reason} for path, reason in store.skipped()]
+    finally:
+        store.close()
+    kinds: dict[str, int] = {}
+    for row in files:
+        kinds[str(row["kind"])] = kinds.get(str(row["kind"]), 0) + 1
+    return {
+        "name": name, "path": str(cdir.path), "generation": manifest.generation,
+        "source_folder": manifest.source_folder, "model": manifest.model, "model_spec": manifest.model_spec,
+        "encoder": manifest.encoder, "dim": manifest.dim, "metric": manifest.metric,
+        "chunking": manifest.chunking.model_dump(), "counts": manifest.counts.model_dump(),
+        "files_by_kind": dict(sorted(kinds.items())), "index": manifest.index.model_dump(),
+        "lexical": manifest.lexical.model_dump(), "vectors": manifest.vectors.model_dump(),
+        "size_bytes": folder_size(folder), "folder_bytes": folder_size(cdir.path),
+        "created": manifest.created, "updated": manifest.updated, "versions": manifest.versions,
+        "skipped": skipped,
+    }

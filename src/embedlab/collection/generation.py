@@ -1,0 +1,276 @@
+"""Writing one generation of a collection: plan, carry over, read and encode, write, switch.
+
+Run by :func:`embedlab.collection.builder.build` and ``update`` under the collection lock.
+Files are compared by SHA-256 with the live generation: unchanged files keep their chunks
+(ids included) and vectors, new and changed files are read, chunked and encoded (through
+the embedding cache, a group of chunks at a time, appended to a raw file so memory stays
+bounded), deleted files are dropped.  An unchanged file that could not be read before is
+not read again.  The finished folder is fsynced, renamed and made live by replacing the
+pointer (see :mod:`embedlab.collection.layout`); ``crash_point`` marks the moments the
+crash tests kill the process at.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from embedlab import __version__, settings
+from embedlab.cache.store import EmbeddingCache
+from embedlab.collection.chunkstore import DB, ChunkStore, ChunkWriter
+from embedlab.collection.layout import CollectionDir, crash_point, folder_size, fsync_dir, fsync_tree, link_tree
+from embedlab.collection.lexical import build_bm25
+from embedlab.collection.manifest import (
+    FORMAT_VERSION, Chunking, Counts, DenseIndexInfo, LexicalInfo, Manifest, VectorFile, file_sha256,
+    write_manifest,
+)
+from embedlab.collection.vectors import VECTORS, build_dense_index, load_vectors, write_vectors
+from embedlab.data.chunking import TokenCounter, chunk_document
+from embedlab.data.ingest import SUPPORTED_SUFFIXES, Skipped, library_files, read_or_skip
+from embedlab.encoders.base import EncodeStats, Encoder
+from embedlab.encoders.spec import ModelSpec
+from embedlab.errors import EmbedlabError
+from embedlab.progress import progress_bar
+
+log = logging.getLogger(__name__)
+ENCODE_GROUP = 1024  # new chunks encoded (and appended to disk) at a time
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What one build or update did."""
+
+    name: str
+    generation: int
+    path: str  # the live generation folder
+    up_to_date: bool  # True: nothing changed, no new generation was written
+    files: int
+    files_new: int
+    files_changed: int
+    files_unchanged: int
+    files_removed: int
+    chunks: int
+    chunks_added: int
+    chunks_removed: int
+    encoded: int  # chunks encoded by the model (not found in the cache)
+    cache_hits: int
+    skipped: tuple[tuple[str, str], ...]  # (path, reason)
+    seconds: float
+    index: dict[str, object]
+    size_bytes: int
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class GenerationJob:
+    """One build or update, run under the collection lock."""
+
+    def __init__(self, cdir: CollectionDir, library: Path, spec: ModelSpec, encoder: Encoder, chunking: Chunking,
+                 counter: TokenCounter, threshold: int, previous: Manifest | None, reuse: Path | None,
+                 cache_dir: str | Path | None, use_cache: bool, show_progress: bool) -> None:
+        self.cdir, self.library, self.spec, self.encoder = cdir, library, spec, encoder
+        self.chunking, self.counter, self.threshold = chunking, counter, threshold
+        self.previous, self.reuse = previous, reuse
+        self.cache_dir, self.use_cache, self.show_progress = cache_dir, use_cache, show_progress
+        self.stats = EncodeStats()
+        self.started = time.perf_counter()
+        self.old_hashes: dict[str, str] = {}
+        self.keep: list[str] = []
+        self.indexed: list[str] = []  # files read and chunked in this run
+        self.chunks_added = 0
+        self.chunks_removed = 0
+
+    def run(self) -> BuildReport:
+        old = ChunkStore(self.reuse / DB) if self.reuse is not None else None
+        try:
+            self.old_hashes = old.file_hashes() if old is not None else {}
+            read, skipped = self._plan(old)
+            gone = set(self.old_hashes) - set(self.keep) - {rel for _, rel, _ in read}
+            if old is not None and self.previous is not None and not read and not gone \
+                    and sorted((p, r) for p, r, _ in skipped) == old.skipped():
+                log.info("collection %s is up to date (generation %d)", self.cdir.name, self.previous.generation)
+                return self._report(self.reuse, self.previous.generation, True,  # type: ignore[arg-type]
+                                    self.previous.counts.files, self.previous.counts.chunks, skipped,
+                                    self.previous.index.model_dump())
+            number = self.previous.generation + 1 if self.previous is not None else 1
+            work = self.cdir.temporary(number)
+            work.mkdir(parents=True)
+            try:
+                manifest = self._write(work, number, old, read, skipped)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        finally:
+            if old is not None:
+                old.close()
+        return self._publish(work, number, manifest, skipped)
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan(self, old: ChunkStore | None) -> tuple[list[tuple[Path, str, str]], list[tuple[str, str, str]]]:
+        """Fill ``self.keep`` (unchanged files); return the files to read and those left out, each with
+        its hash.  An unchanged file that could not be read before is not read again."""
+        old_skipped = old.skipped_hashes() if old is not None else {}
+        read: list[tuple[Path, str, str]] = []
+        skipped: list[tuple[str, str, str]] = []
+        for entry in library_files(self.library):
+            if isinstance(entry, Skipped):
+                skipped.append((self._relative(entry.path), entry.reason, ""))
+                continue
+            rel = self._relative(entry)
+            try:
+                digest = file_sha256(entry)
+            except OSError as err:
+                skipped.append((rel, f"cannot read file ({err.strerror or err})", ""))
+                continue
+            if self.old_hashes.get(rel) == digest:
+                self.keep.append(rel)
+            elif rel in old_skipped and old_skipped[rel][0] == digest:
+                skipped.append((rel, old_skipped[rel][1], digest))
+            elif entry.suffix.lower() not in SUPPORTED_SUFFIXES:
+                skipped.append((rel, _reason(read_or_skip(entry, root=self.library)), digest))
+            else:
+                read.append((entry, rel, digest))
+        return read, skipped
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.library).as_posix()
+
+    # ------------------------------------------------------------------ writing a generation
+
+    def _write(self, work: Path, number: int, old: ChunkStore | None, read: list[tuple[Path, str, str]],
+               skipped: list[tuple[str, str, str]]) -> Manifest:
+        writer = ChunkWriter(work / DB)
+        old_ids = old.ids() if old is not None else np.zeros(0, np.int64)
+        if old is not None and self.keep:
+            writer.carry_over(old.path, self.keep)
+        kept_ids = writer.ids()
+        kept_rows = np.flatnonzero(np.isin(old_ids, kept_ids))
+        if len(kept_rows) != len(kept_ids):
+            raise RuntimeError("carried-over chunks do not match the previous generation's rows")
+        next_id = self.previous.next_chunk_id if self.previous is not None else 1
+        cache = EmbeddingCache(self.cache_dir or settings.cache_dir()) if self.use_cache else None
+        part = work / "new.f32"
+        new_count, pending = 0, []
+        try:
+            with part.open("wb") as sink, progress_bar(total=len(read), desc="index files",
+                                                       enabled=self.show_progress) as bar:
+                for path, rel, digest in read:
+                    item = read_or_skip(path, root=self.library)
+                    bar.update(1)
+                    if isinstance(item, Skipped):
+                        skipped.append((rel, item.reason, digest))
+                        continue
+                    chunks = chunk_document(item, max_tokens=self.chunking.max_tokens,
+                                            overlap=self.chunking.overlap, count_tokens=self.counter)
+                    if not chunks:
+                        skipped.append((rel, "no text to index", digest))
+                        continue
+                    ids = list(range(next_id, next_id + len(chunks)))
+                    next_id += len(chunks)
+                    writer.add_file(item, chunks, ids)
+                    self.indexed.append(rel)
+                    pending.extend(c.text for c in chunks)
+                    if len(pending) >= ENCODE_GROUP:
+                        new_count += self._encode(pending, sink, cache)
+                        pending = []
+                new_count += self._encode(pending, sink, cache)
+        finally:
+            if cache is not None:
+                cache.close()
+        crash_point("encoded")
+        self.chunks_added, self.chunks_removed = new_count, len(old_ids) - len(kept_rows)
+        writer.add_skipped(skipped)
+        files, pages, chunk_count, skipped_count = writer.counts()
+        if self.previous is None and chunk_count == 0:
+            writer.close()
+            raise EmbedlabError("nothing to index", path=self.library,
+                                found=f"{files} readable files with text, {skipped_count} skipped",
+                                expected="PDF, text, Markdown or HTML files with text ("
+                                         + ", ".join(SUPPORTED_SUFFIXES) + ")")
+        if self.reuse is not None and new_count == 0 and len(kept_rows) == len(old_ids):
+            writer.close()
+            link_tree(self.reuse, work, skip={DB, "manifest.json"})  # same chunks: share the files
+            index_info, lexical_info = self.previous.index, self.previous.lexical  # type: ignore[union-attr]
+        else:
+            kept_from = load_vectors(self.reuse / VECTORS) if self.reuse is not None else None
+            write_vectors(work / VECTORS, dim=self.encoder.dim, kept_from=kept_from, kept_rows=kept_rows,
+                          new_part=part, new_count=new_count)
+            del kept_from
+            lexical_info = build_bm25(writer.texts(), work, count=chunk_count)
+            writer.close()
+            index_info = build_dense_index(load_vectors(work / VECTORS), work, threshold=self.threshold)
+        part.unlink(missing_ok=True)
+        counts = Counts(files=files, pages=pages, chunks=chunk_count, skipped=skipped_count)
+        manifest = self._manifest(work, number, counts, next_id, index_info, lexical_info)
+        write_manifest(work, manifest)
+        fsync_tree(work)
+        crash_point("written")
+        return manifest
+
+    def _encode(self, texts: list[str], sink, cache: EmbeddingCache | None) -> int:  # noqa: ANN001
+        if not texts:
+            return 0
+        vectors = self.encoder.encode(texts, role="document", cache=cache, stats=self.stats)
+        sink.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+        crash_point("group")
+        return len(texts)
+
+    def _manifest(self, work: Path, number: int, counts: Counts, next_id: int, index_info: DenseIndexInfo,
+                  lexical_info: LexicalInfo) -> Manifest:
+        now = _now()
+        fingerprint = self.encoder.fingerprint
+        versions = {"embedlab": __version__, "numpy": np.__version__, "bm25s": version("bm25s")}
+        if index_info.kind != "exact":
+            versions["faiss"] = version("faiss-cpu")
+        return Manifest(
+            format_version=FORMAT_VERSION, name=self.cdir.name, generation=number,
+            source_folder=str(self.library.resolve()), model=self.spec.name,
+            model_spec=self.spec.model_dump(exclude_defaults=True), encoder=fingerprint.as_dict(),
+            dim=self.encoder.dim, metric="cosine" if fingerprint.normalize else "inner_product",
+            chunking=self.chunking, counts=counts, next_chunk_id=next_id,
+            vectors=VectorFile(file=VECTORS, sha256=file_sha256(work / VECTORS),
+                               bytes=(work / VECTORS).stat().st_size, rows=counts.chunks, dim=self.encoder.dim),
+            index=index_info, lexical=lexical_info,
+            created=self.previous.created if self.previous is not None and self.reuse is not None else now,
+            updated=now, versions=versions,
+        )
+
+    # ------------------------------------------------------------------ switching
+
+    def _publish(self, work: Path, number: int, manifest: Manifest, skipped: list[tuple[str, str, str]]) -> BuildReport:
+        target = self.cdir.generation(number)
+        os.rename(work, target)
+        fsync_dir(self.cdir.path)
+        crash_point("renamed")
+        self.cdir.switch(target)
+        crash_point("switched")
+        self.cdir.remove_stale()  # the previous generation
+        log.info("collection %s: generation %d is live (%d chunks)", self.cdir.name, number, manifest.counts.chunks)
+        return self._report(target, manifest.generation, False, manifest.counts.files, manifest.counts.chunks,
+                            skipped, manifest.index.model_dump())
+
+    def _report(self, target: Path, number: int, up_to_date: bool, files: int, chunks: int,
+                skipped: list[tuple[str, str, str]], index: dict[str, object]) -> BuildReport:
+        changed = len([rel for rel in self.indexed if rel in self.old_hashes])
+        return BuildReport(
+            name=self.cdir.name, generation=number, path=str(target), up_to_date=up_to_date, files=files,
+            files_new=len(self.indexed) - changed, files_changed=changed, files_unchanged=len(self.keep),
+            files_removed=len(self.old_hashes) - len(self.keep) - changed, chunks=chunks,
+            chunks_added=self.chunks_added, chunks_removed=self.chunks_removed, encoded=self.stats.encoded,
+            cache_hits=self.stats.cache_hits, skipped=tuple(sorted((p, r) for p, r, _ in skipped)),
+            seconds=round(time.perf_counter() - self.started, 3), index=index, size_bytes=folder_size(target),
+        )
+
+
+def _reason(item: object) -> str:
+    return item.reason if isinstance(item, Skipped) else "unsupported file"

@@ -1,0 +1,192 @@
+"""Searching a collection: dense, BM25 or hybrid (RRF), optionally re-ranked, with snippets and timings.
+
+- ``dense``: the query is encoded (role "query", never cached: what a user waits for)
+  and the nearest chunk vectors are found (exact or HNSW, see ``vectors.py``).
+- ``bm25``: Lucene BM25 over the chunk texts; only chunks sharing a term with the query.
+- ``hybrid``: the top ``candidates`` (100) of each, fused by reciprocal rank fusion,
+  ``w_dense / (rrf_k + rank_dense) + w_bm25 / (rrf_k + rank_bm25)`` (Cormack et al. 2009,
+  see :mod:`embedlab.search.fusion`).
+- re-ranking (optional): a :class:`~embedlab.search.rerank.Reranker` re-scores the top
+  ``max(k, rerank_depth)`` results of the first stage.
+
+Ties are broken by chunk id (the first-stage order, for the re-ranker).  The latency
+breakdown (ms) has ``encode``, ``search`` (dense and BM25), ``fuse``, ``rerank``, ``fetch``
+(chunk rows and snippets) and ``total``; stages that did not run are 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from embedlab.collection.snippet import Snippet, highlights, make_snippet, mark
+from embedlab.errors import EmbedlabError
+from embedlab.registry import Registry
+from embedlab.search.fusion import check_fusion, rrf
+
+if TYPE_CHECKING:
+    from embedlab.collection.chunkstore import ChunkRow
+    from embedlab.collection.collection import Collection
+    from embedlab.search.rerank import Reranker
+
+MODES: Registry[str] = Registry("search mode")
+for _mode in ("dense", "bm25", "hybrid"):
+    MODES.add(_mode, _mode)
+MAX_K = 1000
+MAX_QUERY_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: where it is (file, page, character offsets in the page text) and why it matched."""
+
+    rank: int
+    chunk_id: int
+    path: str
+    page: int
+    char_start: int
+    char_end: int
+    score: float  # the final stage's score (cosine, BM25, RRF or re-ranker)
+    scores: dict[str, float]  # every stage's score: dense, bm25, rrf, rerank
+    text: str
+    snippet_start: int  # offsets in ``text``
+    snippet_end: int
+    highlights: tuple[tuple[int, int], ...]  # every query-term span in ``text`` (not only the snippet's)
+
+    @property
+    def snippet(self) -> str:
+        return self.text[self.snippet_start : self.snippet_end]
+
+    def marked_snippet(self, before: str = "**", after: str = "**") -> str:
+        inside = tuple((a, b) for a, b in self.highlights if a >= self.snippet_start and b <= self.snippet_end)
+        return mark(self.text, Snippet(self.snippet_start, self.snippet_end, inside), before=before, after=after)
+
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["highlights"] = [list(span) for span in self.highlights]
+        out["snippet"] = self.snippet
+        return out
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    collection: str
+    generation: int
+    query: str
+    mode: str
+    k: int
+    hits: tuple[Hit, ...]
+    latency_ms: dict[str, float]
+    chunks_searched: int  # after the path filter
+    reranker: str | None = None
+    options: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"collection": self.collection, "generation": self.generation, "query": self.query,
+                "mode": self.mode, "k": self.k, "reranker": self.reranker, "options": self.options,
+                "chunks_searched": self.chunks_searched, "latency_ms": self.latency_ms,
+                "hits": [hit.to_dict() for hit in self.hits]}
+
+
+def _check(query: object, k: object, mode: object, candidates: object, rerank_depth: object) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise EmbedlabError("empty query", expected="some words to search for")
+    if len(query) > MAX_QUERY_CHARS:
+        raise EmbedlabError("query is too long", found=f"{len(query)} characters", expected=f"<= {MAX_QUERY_CHARS}")
+    limits = (("k", k, MAX_K), ("candidates", candidates, 10_000), ("rerank_depth", rerank_depth, MAX_K))
+    for label, value, top in limits:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise EmbedlabError(f"invalid {label}", found=repr(value), expected=f"a whole number from 1 to {top}")
+    if not isinstance(mode, str):
+        raise EmbedlabError("invalid search mode", found=repr(mode), expected="dense, bm25 or hybrid")
+    return MODES.get(mode)
+
+
+def search(collection: Collection, query: str, *, k: int = 10, mode: str = "hybrid", rrf_k: float = 60.0,
+           weights: tuple[float, float] = (1.0, 1.0), path_filter: str | None = None,
+           reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100) -> SearchResponse:
+    """Search ``collection``; ``weights`` are (dense, bm25) for hybrid fusion; ``path_filter`` is a glob
+    on file paths relative to the library folder."""
+    started = time.perf_counter()
+    mode = _check(query, k, mode, candidates, rerank_depth)
+    weights_used = check_fusion(rrf_k, weights, 2)
+    if path_filter is not None and (not isinstance(path_filter, str) or not path_filter):
+        raise EmbedlabError("invalid path filter", found=repr(path_filter), expected="a glob such as 'papers/*.pdf'")
+    timings = dict.fromkeys(("encode", "search", "fuse", "rerank", "fetch", "total"), 0.0)
+    rows = collection.rows_matching(path_filter)
+    searched = len(collection) if rows is None else len(rows)
+    depth = max(k, rerank_depth) if reranker is not None else k
+    first_depth = max(depth, candidates) if mode == "hybrid" else depth
+    stage_scores: dict[int, dict[str, float]] = {}
+    ranked: list[tuple[int, float]] = []  # (row, score) of the first stage, best first
+
+    dense_rows: list[int] = []
+    if mode in ("dense", "hybrid") and searched:
+        t = time.perf_counter()
+        vector = collection.encoder.encode([query], role="query")[0]
+        timings["encode"] = _ms(t)
+        t = time.perf_counter()
+        scores, found = collection.dense.search(vector, first_depth, rows=rows)
+        timings["search"] += _ms(t)
+        for s, r in zip(scores, found, strict=True):
+            stage_scores.setdefault(int(r), {})["dense"] = float(s)
+            dense_rows.append(int(r))
+        ranked = [(int(r), float(s)) for s, r in zip(scores, found, strict=True)]
+    if mode in ("bm25", "hybrid") and searched:
+        t = time.perf_counter()
+        scores, found = collection.lexical.search(query, first_depth, rows=rows)
+        timings["search"] += _ms(t)
+        for s, r in zip(scores, found, strict=True):
+            stage_scores.setdefault(int(r), {})["bm25"] = float(s)
+        ranked = [(int(r), float(s)) for s, r in zip(scores, found, strict=True)]
+        if mode == "hybrid":
+            t = time.perf_counter()
+            # rows are in chunk-id order, so ties (score, then row) are ties by chunk id
+            ranked = rrf([dense_rows, [int(r) for r in found]], rrf_k=rrf_k, weights=weights_used)[:depth]
+            for r, s in ranked:
+                stage_scores[r]["rrf"] = s
+            timings["fuse"] = _ms(t)
+    ranked = ranked[:depth]
+
+    t = time.perf_counter()
+    chunk_ids = [int(collection.ids[r]) for r, _ in ranked]
+    rows_by_id = collection.store.chunks(chunk_ids)
+    timings["fetch"] = _ms(t)
+    if reranker is not None and ranked:
+        t = time.perf_counter()
+        texts = [rows_by_id[cid].text for cid in chunk_ids]
+        new_scores = [float(v) for v in reranker.score(query, texts)]
+        if len(new_scores) != len(texts) or not all(math.isfinite(v) for v in new_scores):
+            raise EmbedlabError(f"re-ranker {reranker.name!r} returned {len(new_scores)} scores for "
+                                f"{len(texts)} texts (or a non-finite score)")
+        for (r, _), s in zip(ranked, new_scores, strict=True):
+            stage_scores[r]["rerank"] = s
+        order = sorted(range(len(ranked)), key=lambda i: (-new_scores[i], i))
+        ranked = [(ranked[i][0], new_scores[i]) for i in order]
+        timings["rerank"] = _ms(t)
+    t = time.perf_counter()
+    hits = tuple(_hit(collection, rank, rows_by_id[int(collection.ids[r])], score, stage_scores[r], query)
+                 for rank, (r, score) in enumerate(ranked[:k], start=1))
+    timings["fetch"] += _ms(t)
+    timings["total"] = _ms(started)
+    options = {"rrf_k": rrf_k, "weights": list(weights_used), "path_filter": path_filter,
+               "candidates": candidates, "rerank_depth": rerank_depth if reranker is not None else None}
+    return SearchResponse(collection=collection.name, generation=collection.generation, query=query, mode=mode,
+                          k=k, hits=hits, latency_ms={key: round(v, 3) for key, v in timings.items()},
+                          chunks_searched=searched, reranker=reranker.name if reranker is not None else None,
+                          options=options)
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0
+
+
+def _hit(collection: Collection, rank: int, row: ChunkRow, score: float, scores: dict[str, float], query: str) -> Hit:
+    marks = highlights(row.text, query, collection.lexical.analyzer)
+    snippet = make_snippet(row.text, marks)
+    return Hit(rank=rank, chunk_id=row.id, path=row.path, page=row.page, char_start=row.char_start,
+               char_end=row.char_end, score=float(score), scores=dict(scores), text=row.text,
+               snippet_start=snippet.start, snippet_end=snippet.end, highlights=marks)
+
