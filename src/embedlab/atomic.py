@@ -27,7 +27,7 @@ def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -55,28 +55,36 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield work
-        for file in work.rglob("*"):
-            if file.is_file():
-                fd = os.open(file, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        fsync_tree(work)
         try:
             os.replace(work, target)
         except OSError:
             if not target.is_dir():
                 raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file and folder below ``folder`` (deepest first) before it becomes visible."""
+    for item in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if item.is_file():
+            fd = os.open(item, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            fsync_dir(item)
+    fsync_dir(folder)

@@ -25,7 +25,8 @@ import numpy as np
 from embedlab import __version__, settings
 from embedlab.cache.store import EmbeddingCache
 from embedlab.collection.chunkstore import DB, ChunkStore, ChunkWriter
-from embedlab.collection.layout import CollectionDir, crash_point, folder_size, fsync_dir, fsync_tree, link_tree
+from embedlab.atomic import fsync_dir, fsync_tree
+from embedlab.collection.layout import CollectionDir, crash_point, folder_size, link_tree
 from embedlab.collection.lexical import build_bm25
 from embedlab.collection.manifest import (
     FORMAT_VERSION, Chunking, Counts, DenseIndexInfo, LexicalInfo, Manifest, VectorFile, file_sha256,

@@ -174,29 +174,5 @@ def link_tree(source: Path, target: Path, *, skip: set[str]) -> None:
             shutil.copy2(item, dest)
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(folder: Path) -> None:
-    """Flush every file and folder of a finished generation to disk before it can become live."""
-    for item in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if item.is_file():
-            fd = os.open(item, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            fsync_dir(item)
-    fsync_dir(folder)
-
-
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -25,7 +25,6 @@ from embedlab.eval.evaluate import EvalResult, evaluate
 from embedlab.eval.measure import current_rss_bytes, hardware, latency_probe, library_versions, peak_rss_bytes
 from embedlab.eval.metrics import MetricSpec
 from embedlab.search.build import build_retriever, check_model_exists
-from embedlab.search.retriever import Retriever
 
 log = logging.getLogger(__name__)
 
