@@ -1,0 +1,75 @@
+"""``embedlab serve``: the HTTP API and web page of one collection (uvicorn, one process)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+from embedlab.errors import EmbedlabError
+
+log = logging.getLogger(__name__)
+API_KEY_ENV = "EMBEDLAB_API_KEY"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a collection: HTTP API, web page, feedback, metrics",
+                       description="Serve a collection over HTTP (FastAPI + uvicorn). The API key, when wanted, "
+                                   f"is read from ${API_KEY_ENV} (or --api-key-file), never from the command line.")
+    p.add_argument("collection", help="collection name")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    p.add_argument("--model", "-m", help="query model (default: the collection's; must match its fingerprint)")
+    p.add_argument("--rerank", help="re-ranker for the top results: a local cross-encoder folder, or word-overlap")
+    p.add_argument("--api-key-file", type=Path, help=f"file holding the API key (default: ${API_KEY_ENV} if set)")
+    p.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
+    p.add_argument("--max-body", type=int, default=16_384, help="largest request body in bytes (default 16384)")
+    p.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
+    p.set_defaults(handler=run_serve)
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key_file is not None:
+        try:
+            key = args.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise EmbedlabError(f"cannot read the API key file ({err.strerror or err})", path=args.api_key_file) \
+                from None
+        if not key:
+            raise EmbedlabError("the API key file is empty", path=args.api_key_file)
+        return key
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from embedlab.serve import ServeConfig, create_app
+
+    if not 1 <= args.port <= 65535:
+        raise EmbedlabError("invalid --port", found=str(args.port), expected="1 to 65535")
+    key = _api_key(args)
+    if not _is_loopback(args.host) and key is None:
+        log.warning("serving on %s without an API key: anyone who can reach this address can search and "
+                    "read the documents (set $%s)", args.host, API_KEY_ENV)
+    config = ServeConfig(collection=args.collection, root=args.root, model=args.model, reranker=args.rerank,
+                         api_key=key, max_k=args.max_k, max_body_bytes=args.max_body,
+                         feedback_path=args.feedback_db)
+    app = create_app(config)
+    try:
+        import uvicorn
+    except ImportError:
+        raise EmbedlabError("serving needs uvicorn", hint='pip install "embedlab[serve]"') from None
+    log.info("serving collection %s on http://%s:%d/", args.collection, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

@@ -1,0 +1,43 @@
+"""Prometheus metrics of one app (its own registry, so two apps in a process do not mix).
+
+- ``embedlab_http_requests_total{route,method,status}``, ``embedlab_http_request_seconds{route}``:
+  every request, labelled by route template (``/v1/documents/{path}``, never the raw path).
+- ``embedlab_search_seconds{mode,stage}``: the search latency breakdown (encode, search,
+  fuse, rerank, fetch, total) as histograms.
+- ``embedlab_feedback_total{kind}``, ``embedlab_collection_reloads_total``,
+  ``embedlab_collection_chunks``, ``embedlab_collection_generation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("embedlab_http_requests", "HTTP requests", ["route", "method", "status"],
+                                registry=self.registry)
+        self.request_seconds = Histogram("embedlab_http_request_seconds", "HTTP request latency", ["route"],
+                                         buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.search_seconds = Histogram("embedlab_search_seconds", "Search latency by stage", ["mode", "stage"],
+                                        buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.feedback = Counter("embedlab_feedback", "Feedback events", ["kind"], registry=self.registry)
+        self.reloads = Counter("embedlab_collection_reloads", "Switches to a newer collection generation",
+                               registry=self.registry)
+        self.chunks = Gauge("embedlab_collection_chunks", "Chunks in the served generation", registry=self.registry)
+        self.generation = Gauge("embedlab_collection_generation", "Served generation", registry=self.registry)
+
+    def observe_search(self, mode: str, latency_ms: Mapping[str, float]) -> None:
+        for stage, ms in latency_ms.items():
+            if ms or stage == "total":
+                self.search_seconds.labels(mode=mode, stage=stage).observe(ms / 1000.0)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,133 @@
+// embedlab web page: search, show results, send feedback.  Text from documents is only ever
+// inserted as text nodes (never as HTML), so a document cannot inject markup or script.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const session = Math.random().toString(36).slice(2);
+let last = null; // the last search response
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("key").value || localStorage.getItem("embedlab_api_key") || "";
+  if (key) {
+    h["X-API-Key"] = key;
+    localStorage.setItem("embedlab_api_key", key);
+    // links to documents cannot carry a header: the server also accepts this cookie
+    document.cookie = "embedlab_api_key=" + encodeURIComponent(key) + "; path=/; SameSite=Strict";
+  }
+  return h;
+}
+
+async function post(path, body) {
+  const response = await fetch(path, { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  const data = await response.json().catch(() => ({ error: "HTTP " + response.status }));
+  if (!response.ok) throw new Error(data.error || "HTTP " + response.status);
+  return data;
+}
+
+function status(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function snippetNode(hit) {
+  // the snippet with every query-term span (offsets in hit.text) wrapped in <mark>
+  const p = document.createElement("p");
+  p.className = "snippet";
+  let at = hit.snippet_start;
+  const spans = hit.highlights.filter(([a, b]) => a >= hit.snippet_start && b <= hit.snippet_end);
+  if (hit.snippet_start > 0) p.append("… ");
+  for (const [a, b] of spans) {
+    p.append(hit.text.slice(at, a));
+    const m = document.createElement("mark");
+    m.textContent = hit.text.slice(a, b);
+    p.append(m);
+    at = b;
+  }
+  p.append(hit.text.slice(at, hit.snippet_end));
+  if (hit.snippet_end < hit.text.length) p.append(" …");
+  return p;
+}
+
+function documentUrl(hit) {
+  const path = hit.path.split("/").map(encodeURIComponent).join("/");
+  return "/v1/documents/" + path + (hit.path.toLowerCase().endsWith(".pdf") ? "#page=" + hit.page : "");
+}
+
+async function feedback(hit, kind, button) {
+  const body = {
+    query: last.query, chunk_id: hit.chunk_id, kind: kind, rank: hit.rank, mode: last.mode,
+    generation: last.generation, session: session, result_ids: last.hits.map((h) => h.chunk_id),
+  };
+  try {
+    await post("/v1/feedback", body);
+    if (button) {
+      button.setAttribute("aria-pressed", "true");
+      const sent = button.parentNode.querySelector(".sent");
+      sent.textContent = kind === "up" ? "thanks!" : "noted";
+    }
+  } catch (err) {
+    status("feedback not saved: " + err.message, true);
+  }
+}
+
+function render(response) {
+  const list = $("results");
+  list.replaceChildren();
+  for (const hit of response.hits) {
+    const li = document.createElement("li");
+    li.className = "hit";
+    li.dataset.chunk = hit.chunk_id;
+    const where = document.createElement("div");
+    where.className = "where";
+    const link = document.createElement("a");
+    link.className = "open";
+    link.href = documentUrl(hit);
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = hit.path;
+    link.addEventListener("click", () => feedback(hit, "click", null));
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = (hit.page ? "page " + hit.page + " · " : "") + "score " + hit.score.toPrecision(4);
+    where.append(link, meta);
+    const buttons = document.createElement("div");
+    buttons.className = "feedback";
+    for (const [kind, label] of [["up", "👍 relevant"], ["down", "👎 not relevant"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = kind;
+      b.textContent = label;
+      b.setAttribute("aria-pressed", "false");
+      b.addEventListener("click", () => feedback(hit, kind, b));
+      buttons.append(b);
+    }
+    const sent = document.createElement("span");
+    sent.className = "sent";
+    buttons.append(sent);
+    li.append(where, snippetNode(hit), buttons);
+    list.append(li);
+  }
+}
+
+$("search").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const query = $("q").value.trim();
+  if (!query) return;
+  status("searching…");
+  try {
+    last = await post("/v1/search", { query: query, mode: $("mode").value, k: Number($("k").value) });
+    render(last);
+    const t = last.latency_ms;
+    status(last.hits.length + " results from " + last.chunks_searched + " chunks · " + last.mode +
+           (last.reranker ? " + " + last.reranker : "") + " · " + t.total.toFixed(1) + " ms");
+  } catch (err) {
+    $("results").replaceChildren();
+    status(err.message, true);
+  }
+});
+
+fetch("/healthz").then((r) => r.json()).then((h) => {
+  $("about").textContent = "collection " + h.collection + " · generation " + h.generation + " · " +
+    h.chunks + " chunks" + (h.reranker ? " · re-ranker " + h.reranker : "");
+  if (h.auth) $("keyrow").style.display = "block";
+}).catch(() => status("server not reachable", true));
