@@ -16,7 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     b = actions.add_parser("build", help="index a folder into a new collection")
-    b.add_argument("folder", type=Path, help="library folder (read recursively; hidden files are left out)")
+    b.add_argument("folder", type=Path, nargs="?",
+                   help="library folder (read recursively; hidden files are left out)")
+    b.add_argument("--dataset", "-d", help="index a BEIR dataset's corpus instead (one file per document), "
+                                           "to score the collection with `embedlab eval --collection`")
     b.add_argument("--collection", "-c", required=True, help="collection name")
     b.add_argument("--model", "-m", required=True, help="embedding model: NAME or NAME:key=value,...")
     b.add_argument("--chunk-tokens", type=int, default=256, help="chunk budget in the model's tokens (default 256)")
@@ -96,7 +99,15 @@ def run_build(args: argparse.Namespace) -> int:
     from embedlab.collection.vectors import ANN_THRESHOLD
     from embedlab.encoders.spec import parse_model_spec
 
-    report = build(args.folder, args.collection, model_spec=parse_model_spec(args.model),
+    if (args.folder is None) == (args.dataset is None):
+        raise EmbedlabError("give a library folder or --dataset NAME (one of the two)")
+    folder = args.folder
+    if args.dataset is not None:
+        from embedlab.collection.corpus import corpus_folder
+        from embedlab.data.beir import load_dataset
+
+        folder = corpus_folder(load_dataset(args.dataset), cache_dir=args.cache_dir)
+    report = build(folder, args.collection, model_spec=parse_model_spec(args.model),
                    max_tokens=args.chunk_tokens, overlap=args.overlap, root=args.root, replace=args.replace,
                    cache_dir=args.cache_dir, use_cache=not args.no_cache,
                    ann_threshold=args.ann_threshold or ANN_THRESHOLD, show_progress=not args.no_progress)
@@ -142,7 +153,7 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights(text: str) -> tuple[float, float]:
+def parse_weights(text: str) -> tuple[float, float]:
     parts = text.split(",")
     try:
         values = tuple(float(p) for p in parts)
@@ -159,7 +170,7 @@ def run_search(args: argparse.Namespace) -> int:
     from embedlab.search.rerank import load_reranker
 
     MODES.get(args.mode)  # a typo is reported before any model is loaded
-    weights = _weights(args.weights)
+    weights = parse_weights(args.weights)
     pattern = args.path_filter[5:] if args.path_filter and args.path_filter.startswith("path=") else args.path_filter
     reranker = load_reranker(args.rerank) if args.rerank else None
     collection = open_collection(args.collection, model_spec=args.model, root=args.root)

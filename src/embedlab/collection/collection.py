@@ -113,12 +113,13 @@ class Collection:
 
     def search(self, query: str, *, k: int = 10, mode: str = "hybrid", rrf_k: float = 60.0,
                weights: tuple[float, float] = (1.0, 1.0), path_filter: str | None = None,
-               reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100) -> SearchResponse:
+               reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100,
+               snippets: bool = True) -> SearchResponse:
         """See :func:`embedlab.collection.search.search`."""
         from embedlab.collection.search import search
 
         return search(self, query, k=k, mode=mode, rrf_k=rrf_k, weights=weights, path_filter=path_filter,
-                      reranker=reranker, rerank_depth=rerank_depth, candidates=candidates)
+                      reranker=reranker, rerank_depth=rerank_depth, candidates=candidates, snippets=snippets)
 
     def is_stale(self) -> bool:
         """True when another generation has become live since this one was opened."""

@@ -106,9 +106,11 @@ def _check(query: object, k: object, mode: object, candidates: object, rerank_de
 
 def search(collection: Collection, query: str, *, k: int = 10, mode: str = "hybrid", rrf_k: float = 60.0,
            weights: tuple[float, float] = (1.0, 1.0), path_filter: str | None = None,
-           reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100) -> SearchResponse:
+           reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100,
+           snippets: bool = True) -> SearchResponse:
     """Search ``collection``; ``weights`` are (dense, bm25) for hybrid fusion; ``path_filter`` is a glob
-    on file paths relative to the library folder."""
+    on file paths relative to the library folder; ``snippets=False`` leaves highlights and snippets
+    out (each hit's snippet is then its whole text), for evaluation runs over many hits."""
     started = time.perf_counter()
     mode = _check(query, k, mode, candidates, rerank_depth)
     weights_used = check_fusion(rrf_k, weights, 2)
@@ -167,7 +169,8 @@ def search(collection: Collection, query: str, *, k: int = 10, mode: str = "hybr
         ranked = [(ranked[i][0], new_scores[i]) for i in order]
         timings["rerank"] = _ms(t)
     t = time.perf_counter()
-    hits = tuple(_hit(collection, rank, rows_by_id[int(collection.ids[r])], score, stage_scores[r], query)
+    hits = tuple(_hit(collection, rank, rows_by_id[int(collection.ids[r])], score, stage_scores[r],
+                      query if snippets else None)
                  for rank, (r, score) in enumerate(ranked[:k], start=1))
     timings["fetch"] += _ms(t)
     timings["total"] = _ms(started)
@@ -183,9 +186,10 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
-def _hit(collection: Collection, rank: int, row: ChunkRow, score: float, scores: dict[str, float], query: str) -> Hit:
-    marks = highlights(row.text, query, collection.lexical.analyzer)
-    snippet = make_snippet(row.text, marks)
+def _hit(collection: Collection, rank: int, row: ChunkRow, score: float, scores: dict[str, float],
+         query: str | None) -> Hit:
+    marks = highlights(row.text, query, collection.lexical.analyzer) if query is not None else ()
+    snippet = make_snippet(row.text, marks) if query is not None else Snippet(0, len(row.text), ())
     return Hit(rank=rank, chunk_id=row.id, path=row.path, page=row.page, char_start=row.char_start,
                char_end=row.char_end, score=float(score), scores=dict(scores), text=row.text,
                snippet_start=snippet.start, snippet_end=snippet.end, highlights=marks)
