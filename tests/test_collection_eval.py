@@ -72,6 +72,7 @@ def test_document_scores_are_the_best_chunk(tmp_path: Path) -> None:
     assert dict(ranking) == pytest.approx(best)  # every document once, at its best chunk's score
     assert bm25.measurements["conditions"]["document_score"] == "best chunk (MaxP)"
     assert len(result.comparisons) == 3 and all(0 <= c.p_holm <= 1 for c in result.comparisons)
+    assert {c.metric for c in result.comparisons} == {"ndcg_at_10"}
     pair = next(c for c in result.comparisons if {c.a, c.b} == {"long/bm25", "long/dense"})
     assert pair.difference == pytest.approx(pair.mean_a - pair.mean_b)
 
@@ -113,6 +114,7 @@ def test_cli_build_from_dataset_and_eval_collection(tmp_path: Path) -> None:
     comparisons = json.loads((out / "comparisons.json").read_text())
     assert len(comparisons) == 3 and {"p_holm", "ci_low", "difference"} <= set(comparisons[0])
     summary = json.loads((out / "summary.json").read_text())
+    assert all(r["embedlab"]["published"] is None for r in summary["results"])  # not the model's protocol
     assert [r["embedlab"]["model"] for r in summary["results"]] == ["long/dense", "long/bm25", "long/hybrid"]
     for argv, words in (
         (["eval", "-d", str(path), "--collection", "long", "-m", "bm25"], "do not go together"),

@@ -12,7 +12,7 @@ Hybrid search fuses the top ``chunk_depth`` chunks of each side here (the server
 default is 100): with documents split into several chunks, 100 chunks can hold fewer
 than the 100 documents that Recall@100 needs.
 
-Modes are compared with a paired randomization test on the per-query main metric
+Modes are compared with a paired randomization test on per-query nDCG@10 (else the first metric)
 (two-sided, Holm-adjusted over all pairs), with bootstrap confidence intervals.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,20 +160,25 @@ def evaluate_collection(name: str, dataset_name: str, *, modes: tuple[str, ...],
                    "collection": {k: description[k] for k in ("name", "generation", "chunking", "counts", "index")}}
     report = EvalReport(spec=spec, datasets={dataset.name: dataset.manifest()}, results=results,
                         environment=environment)
-    return CollectionEval(report=report, comparisons=compare_modes(results, metrics[0].key, seed=seed))
+    main = "ndcg_at_10" if any(m.key == "ndcg_at_10" for m in metrics) else metrics[0].key
+    return CollectionEval(report=report, comparisons=compare_modes(results, main, seed=seed))
 
 
 def compare_modes(results: list[ModelResult], metric: str, *, seed: int = 0) -> list[Comparison]:
     """Paired randomization tests between every two results on ``metric`` (per query), Holm-adjusted."""
-    pairs = list(itertools.combinations([r for r in results if r.evaluation is not None], 2))
+    return compare_systems({r.model: r.evaluation.per_query[metric] for r in results if r.evaluation is not None},
+                           metric, seed=seed)
+
+
+def compare_systems(per_query: Mapping[str, Mapping[str, float]], metric: str, *, seed: int = 0) -> list[Comparison]:
+    """Every two systems' per-query scores (same queries) compared: mean difference with a bootstrap
+    interval and a two-sided paired randomization test, p-values Holm-adjusted over all pairs."""
     raw = []
-    for a, b in pairs:
-        x, y = paired_arrays(a.evaluation.per_query[metric], b.evaluation.per_query[metric])  # type: ignore[union-attr]
-        test = paired_randomization_test(x, y, seed=seed)
-        interval = bootstrap_ci(x - y, seed=seed)
-        raw.append((a, b, x, y, test, interval))
+    for a, b in itertools.combinations(per_query, 2):
+        x, y = paired_arrays(per_query[a], per_query[b])
+        raw.append((a, b, x, y, paired_randomization_test(x, y, seed=seed), bootstrap_ci(x - y, seed=seed)))
     adjusted = holm([item[4].p_value for item in raw]) if raw else []
-    return [Comparison(a=a.model, b=b.model, metric=metric, mean_a=float(x.mean()), mean_b=float(y.mean()),
+    return [Comparison(a=a, b=b, metric=metric, mean_a=float(x.mean()), mean_b=float(y.mean()),
                        difference=float(x.mean() - y.mean()), ci_low=interval.low, ci_high=interval.high,
                        p_value=test.p_value, p_holm=p, queries=len(x))
             for (a, b, x, y, test, interval), p in zip(raw, adjusted, strict=True)]

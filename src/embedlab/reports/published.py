@@ -57,3 +57,11 @@ def compare_line(report: object, reference: dict[str, float], path: str | Path) 
             parts.append(f"{result.dataset}/{result.model}: {diffs}")
     ref = ", ".join(f"{k} {reference[k]:.5f}" for k in keys)
     return f"compared with {path} ({ref}): " + "; ".join(parts)
+
+
+def published_for_result(result) -> dict[str, object] | None:  # noqa: ANN001 - a ModelResult
+    """The published reference of a model's result; none for a collection's search (chunks, fusion:
+    not the model's published protocol)."""
+    if "collection" in result.spec:
+        return None
+    return published_for(result.dataset, str(result.spec.get("model", result.model)))

@@ -14,7 +14,7 @@ from pathlib import Path
 from embedlab.atomic import atomic_write_text
 from embedlab.data.trec import write_trec_run
 from embedlab.eval.runner import EvalReport, ModelResult
-from embedlab.reports.published import published_for
+from embedlab.reports.published import published_for_result
 
 
 def slug(text: str) -> str:
@@ -24,7 +24,7 @@ def slug(text: str) -> str:
 def result_json(result: ModelResult, report: EvalReport) -> dict[str, object]:
     dataset = report.datasets[result.dataset]
     main = {"main_score": result.scores.get("ndcg_at_10")} if "ndcg_at_10" in result.scores else {}
-    published = published_for(result.dataset, str(result.spec.get("model", result.model)))
+    published = published_for_result(result)
     return {
         "task_name": result.dataset,
         "dataset_revision": dataset["sha256"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from embedlab.eval.runner import EvalReport, ModelResult
-from embedlab.reports.published import published_for
+from embedlab.reports.published import published_for_result
 
 MB = 1024 * 1024
 
@@ -45,7 +45,7 @@ def row(result: ModelResult, report: EvalReport) -> dict[str, str]:
         "index MB": _mb(size.get("index_bytes")),
         "peak RSS MB": _mb(memory.get("peak_rss_bytes")),
     })
-    published = published_for(result.dataset, str(result.spec.get("model", result.model)))
+    published = published_for_result(result)
     if published:
         pub = published["scores"].get("ndcg_at_10")  # type: ignore[union-attr]
         ours = result.scores.get("ndcg_at_10")
