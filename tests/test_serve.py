@@ -256,3 +256,33 @@ def test_cli_serve_errors_are_one_line(root: Path, tmp_path: Path) -> None:
         assert result.returncode == 2, argv
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert main  # the console script's entry point is importable
+
+
+def test_feedback_exports_as_a_click_log_for_finetune(served: str, root: Path, tmp_path: Path) -> None:
+    from embedlab.train.data import load_training_set
+
+    _, page = call_json(served + "/v1/search", {"query": "sourdough bread oven", "k": 4, "mode": "bm25"})
+    ids = [h["chunk_id"] for h in page["hits"]]
+    assert len(ids) >= 3
+
+    def send(chunk: int, kind: str) -> None:
+        call_json(served + "/v1/feedback", {"query": page["query"], "chunk_id": chunk, "kind": kind,
+                                            "result_ids": ids})
+
+    send(ids[2], "click")
+    send(ids[2], "up")
+    send(ids[1], "up")
+    send(ids[1], "down")  # changed their mind: not a positive
+    send(ids[0], "down")
+    out = tmp_path / "clicks.jsonl"
+    result = subprocess.run([sys.executable, "-m", "embedlab.cli.main", "feedback", "export", "lib", "--root",
+                             str(root), "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    texts = {h["chunk_id"]: h["text"] for h in page["hits"]}
+    assert rows == [{"query": "sourdough bread oven", "clicked": [texts[ids[2]]], "shown": [texts[i] for i in ids]}]
+    training = load_training_set(out)
+    assert len(training.examples) == 1
+    example = training.examples[0]
+    assert example.positive == texts[ids[2]]
+    assert set(example.negatives) == {texts[ids[0]], texts[ids[1]]}  # skipped above the click

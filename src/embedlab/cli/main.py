@@ -14,7 +14,7 @@ log = logging.getLogger("embedlab")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from embedlab.cli import eval_cmd, index_cmd, select_cmd, serve_cmd
+    from embedlab.cli import eval_cmd, finetune_cmd, index_cmd, select_cmd, serve_cmd
 
     parser = argparse.ArgumentParser(prog="embedlab", description="Trustworthy decisions about embedding models.")
     parser.add_argument("--version", action="version", version=f"embedlab {__version__}")
@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     eval_cmd.add_parser(sub)
     select_cmd.add_parser(sub)
     index_cmd.add_parser(sub)
+    finetune_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
     return parser
 

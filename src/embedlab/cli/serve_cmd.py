@@ -30,6 +30,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
     p.set_defaults(handler=run_serve)
 
+    f = sub.add_parser("feedback", help="export the feedback a served collection received",
+                       description="Feedback stored by `embedlab serve`, exported as a click log for "
+                                   "`embedlab finetune --train FILE`.")
+    actions = f.add_subparsers(dest="action", required=True, metavar="ACTION")
+    e = actions.add_parser("export", help="write a click-log JSONL: query, clicked texts, shown texts")
+    e.add_argument("collection", help="collection name")
+    e.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    e.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    e.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
+    e.set_defaults(handler=run_export)
+
 
 def _api_key(args: argparse.Namespace) -> str | None:
     if args.api_key_file is not None:
@@ -72,4 +83,33 @@ def run_serve(args: argparse.Namespace) -> int:
         raise EmbedlabError("serving needs uvicorn", hint='pip install "embedlab[serve]"') from None
     log.info("serving collection %s on http://%s:%d/", args.collection, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import json
+
+    from embedlab.atomic import atomic_write_text
+    from embedlab.collection import open_collection
+    from embedlab.collection.layout import CollectionDir
+    from embedlab.serve.feedback import FILE, FeedbackStore, click_log
+
+    path = args.feedback_db or CollectionDir(args.collection, root=args.root).path / FILE
+    if not path.is_file():
+        raise EmbedlabError("no feedback yet", path=path, hint=f"serve it first: `embedlab serve {args.collection}`")
+    store = FeedbackStore(path)
+    try:
+        events = store.events()
+    finally:
+        store.close()
+    collection = open_collection(args.collection, root=args.root)
+    try:
+        wanted = sorted({int(i) for e in events for i in [e["chunk_id"], *json.loads(str(e["result_ids"]))]})
+        texts = {cid: row.text for cid, row in collection.store.chunks(wanted).items()}
+    finally:
+        collection.close()
+    rows, left_out = click_log(events, texts)
+    atomic_write_text(args.out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    print(f"{len(rows)} result pages with clicks from {len(events)} events -> {args.out}"
+          + (f" ({left_out} events about chunks no longer in the collection left out)" if left_out else ""))
     return 0

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TEXT_TYPES = {".pdf": "application/pdf"}
+_MEDIA_TYPES = {".pdf": "application/pdf"}
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
@@ -207,7 +207,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         file = live.run(lambda c: _library_file(c, path))
         if file is None:
             return JSONResponse({"error": f"no document {path!r} in this collection"}, status_code=404)
-        media = _TEXT_TYPES.get(file.suffix.lower(), "text/plain; charset=utf-8")
+        media = _MEDIA_TYPES.get(file.suffix.lower(), "text/plain; charset=utf-8")
         return FileResponse(file, media_type=media, content_disposition_type="inline",
                             headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
 

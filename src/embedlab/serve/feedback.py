@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,6 +72,13 @@ class FeedbackStore:
                 "rank, result_ids, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             return int(cursor.lastrowid or 0)
 
+    def events(self) -> list[dict[str, object]]:
+        """Every stored event, oldest first."""
+        with self._lock:
+            cursor = self.db.execute("SELECT * FROM feedback ORDER BY id")
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def count(self) -> int:
         with self._lock:
             return int(self.db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
@@ -79,3 +86,32 @@ class FeedbackStore:
     def close(self) -> None:
         with self._lock:
             self.db.close()
+
+
+def click_log(events: list[dict[str, object]], texts: Mapping[int, str]) -> tuple[list[dict[str, object]], int]:
+    """Feedback events as click-log rows for ``embedlab finetune --train clicks.jsonl``:
+    ``{"query", "clicked": [texts], "shown": [texts]}``, one row per result page (same query and
+    same results shown).  Clicks and thumbs-up are positives; a result that got a thumbs-down on
+    that page is never a positive.  ``texts`` maps chunk ids to chunk texts (the live collection);
+    events about chunks it no longer holds are left out.  Returns ``(rows, events_left_out)``."""
+    pages: dict[tuple[str, str], dict[str, object]] = {}
+    left_out = 0
+    for event in events:
+        shown = [int(i) for i in json.loads(str(event["result_ids"]))]
+        chunk = int(event["chunk_id"])  # type: ignore[arg-type]
+        if chunk not in texts or any(i not in texts for i in shown) or chunk not in shown:
+            left_out += 1
+            continue
+        page = pages.setdefault((str(event["query"]), str(event["result_ids"])),
+                                {"query": event["query"], "shown": shown, "good": [], "bad": set()})
+        if event["kind"] == "down":
+            page["bad"].add(chunk)  # type: ignore[union-attr]
+        elif chunk not in page["good"]:  # type: ignore[operator]
+            page["good"].append(chunk)  # type: ignore[union-attr]
+    rows = []
+    for page in pages.values():
+        clicked = [c for c in page["good"] if c not in page["bad"]]  # type: ignore[union-attr,operator]
+        if clicked:
+            rows.append({"query": page["query"], "clicked": [texts[c] for c in clicked],
+                         "shown": [texts[i] for i in page["shown"]]})  # type: ignore[union-attr]
+    return rows, left_out

@@ -1,0 +1,102 @@
+"""``embedlab finetune``: contrastive fine-tuning with mined hard negatives and a before/after verdict.
+
+Exit codes: 0 done; 1 ``--require-improvement`` and the fine-tune is not significantly better
+(a CI regression gate); 2 a user error (bad data, leakage, unknown model...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from embedlab.errors import EmbedlabError
+
+
+def _window(text: str) -> tuple[int, int]:
+    low, _sep, high = text.partition("-")
+    try:
+        return int(low), int(high)
+    except ValueError:
+        raise EmbedlabError(f"cannot read rank window {text!r}", expected="FROM-TO such as 10-30") from None
+
+
+def _dims(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.split(",") if d.strip())
+    except ValueError:
+        raise EmbedlabError(f"cannot read Matryoshka dimensions {text!r}", expected="e.g. 384,256,128,64") from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune an embedding model and prove on held-out data that it helped",
+                       description="Contrastive fine-tuning with mined hard negatives, then a before/after "
+                                   "verdict on a held-out test split.")
+    p.add_argument("--base", required=True, help="base model name or folder (e.g. all-MiniLM-L6-v2)")
+    p.add_argument("--train", required=True,
+                   help="training data: a BEIR dataset (its train split), or pairs / triplets / click-log JSONL")
+    p.add_argument("--train-format", default="auto", choices=["auto", "beir", "pairs", "triplets", "clicks"])
+    p.add_argument("--train-split", default="train", help="qrels split of a BEIR training dataset (default train)")
+    p.add_argument("--test", required=True, help="held-out BEIR dataset folder or name for the verdict")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
+    t = p.add_argument_group("training")
+    t.add_argument("--loss", default="mnrl", choices=["mnrl", "cached-mnrl", "triplet"])
+    t.add_argument("--matryoshka", type=_dims, default=(), metavar="DIMS", help="e.g. 384,256,128,64")
+    t.add_argument("--epochs", type=int, default=4)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--mini-batch-size", type=int, default=16, help="cached-mnrl: texts per forward pass")
+    t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    t.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warmup (default 0.1)")
+    t.add_argument("--max-length", type=int, help="max tokens per text (default: the model's own)")
+    t.add_argument("--dev-ratio", type=float, default=0.1, help="share of train queries held out as dev (default 0.1)")
+    t.add_argument("--patience", type=int, default=2, help="epochs without dev gain before stopping (default 2)")
+    t.add_argument("--seed", type=int, default=0)
+    m = p.add_argument_group("hard-negative mining")
+    m.add_argument("--hard-negatives", type=int, default=1, help="negatives per example (0: none; default 1)")
+    m.add_argument("--mine-ranks", type=_window, default=(10, 30), metavar="FROM-TO", help="rank window (default 10-30)")
+    m.add_argument("--mine-margin", type=float, default=0.95,
+                   help="skip candidates scoring above MARGIN x the positive's score (default 0.95)")
+    m.add_argument("--cross-encoder", help="re-ranker filter: a local cross-encoder folder or 'word-overlap'")
+    g = p.add_argument_group("checks")
+    g.add_argument("--allow-leakage", action="store_true", help="train even when train and test queries overlap")
+    g.add_argument("--drop-leaked", action="store_true",
+                   help="drop the training queries that overlap test queries, then train")
+    g.add_argument("--require-improvement", action="store_true",
+                   help="exit 1 unless the fine-tune is significantly better (NDCG@10, p < alpha)")
+    g.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--latency-queries", type=int, default=100)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from embedlab.train.loop import TrainConfig
+    from embedlab.train.mining import MiningConfig
+    from embedlab.train.run import FinetuneSpec, run_finetune
+
+    spec = FinetuneSpec(
+        base=args.base, train=args.train, test=args.test, out=args.out, train_format=args.train_format,
+        train_split=args.train_split, test_split=args.test_split,
+        training=TrainConfig(loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
+                             mini_batch_size=args.mini_batch_size, learning_rate=args.lr, warmup_ratio=args.warmup,
+                             max_length=args.max_length, matryoshka_dims=args.matryoshka, patience=args.patience,
+                             seed=args.seed),
+        mining=MiningConfig(per_query=args.hard_negatives, rank_from=args.mine_ranks[0], rank_to=args.mine_ranks[1],
+                            margin=args.mine_margin, cross_encoder=args.cross_encoder),
+        dev_ratio=args.dev_ratio, allow_leakage=args.allow_leakage, drop_leaked=args.drop_leaked, alpha=args.alpha, use_cache=not args.no_cache,
+        cache_dir=args.cache_dir, latency_queries=args.latency_queries, show_progress=not args.no_progress,
+    )
+    result = run_finetune(spec)
+    from embedlab.reports.markdown import markdown_table
+    from embedlab.train.card import COLUMNS, before_after_rows
+
+    print(markdown_table(before_after_rows(result.verdict), COLUMNS))
+    print(result.verdict.reason())
+    print(f"model: {result.out}/ (README.md model card, finetune.json, report.html); "
+          f"wall time {result.seconds['total'] / 60:.1f} min")
+    if args.require_improvement and not result.verdict.improved:
+        print(f"embedlab: --require-improvement: {result.verdict.reason()}")
+        return 1
+    return 0

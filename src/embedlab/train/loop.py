@@ -1,0 +1,318 @@
+"""The training loop: no-duplicate batches, AdamW with linear warmup and decay, gradient
+clipping, dev NDCG@10 after every epoch, the best checkpoint kept, early stopping.
+
+It trains a ``sentence_transformers.SentenceTransformer`` directly (``model(features)`` gives
+``sentence_embedding``), so the result saves as a plain sentence-transformers folder.  One
+device: CUDA when present, else the CPU (multi-GPU DDP is not implemented).
+
+Batches never hold the same text twice (a duplicate would be an in-batch "negative" that
+is really a positive): examples are shuffled (seeded), then each batch takes the next
+examples whose query, positive and negatives are all new to the batch; the others wait for
+a later batch (the idea of sentence-transformers' NoDuplicatesBatchSampler).
+
+``cached-mnrl`` computes the MNRL gradient GradCache-style (Gao et al. 2021): embed the batch
+without gradients in mini-batches, take the loss's gradient with respect to the embeddings,
+then re-embed each mini-batch with gradients (same dropout masks, restored RNG state) and
+back-propagate the cached embedding gradient.  Memory is one mini-batch, so the batch (and
+with it the number of in-batch negatives) can be large.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embedlab.data.types import Qrels
+from embedlab.errors import EmbedlabError
+from embedlab.eval.evaluate import evaluate
+from embedlab.eval.metrics import MetricSpec
+from embedlab.index.exact import ExactIndex
+from embedlab.progress import progress_bar
+from embedlab.search.retriever import to_run
+from embedlab.train.data import TrainExample
+from embedlab.train.losses import LOSSES, LossFn, matryoshka
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+DEV_METRIC = MetricSpec("ndcg", 10)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "mnrl"
+    epochs: int = 4
+    batch_size: int = 32
+    mini_batch_size: int = 16  # cached-mnrl only
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_length: int | None = None  # None: the model's own max_seq_length
+    matryoshka_dims: tuple[int, ...] = ()
+    patience: int = 2
+    seed: int = 0
+
+    def loss_fn(self) -> LossFn:
+        base = LOSSES.get(self.loss)
+        return matryoshka(base, self.matryoshka_dims) if self.matryoshka_dims else base
+
+    def check(self) -> None:
+        LOSSES.get(self.loss)
+        for name in ("epochs", "batch_size", "mini_batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise EmbedlabError(f"--{name.replace('_', '-')} must be >= 1", found=str(getattr(self, name)))
+        if self.batch_size < 2 and self.loss != "triplet":
+            raise EmbedlabError("--batch-size must be >= 2 for in-batch negatives", found=str(self.batch_size))
+        if not 0 < self.learning_rate < 1 or not 0 <= self.warmup_ratio < 1:
+            raise EmbedlabError("bad learning rate or warmup", found=f"lr {self.learning_rate}, warmup {self.warmup_ratio}",
+                                expected="0 < lr < 1 (e.g. 5e-5) and 0 <= warmup < 1 (e.g. 0.1)")
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """Dev queries, their judgments, and the reduced corpus they are ranked against."""
+
+    queries: dict[str, str]
+    qrels: Qrels
+    doc_ids: tuple[str, ...]
+    doc_texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EpochPoint:
+    epoch: int  # 0 = the base model, before any step
+    steps: int
+    train_loss: float | None
+    dev_ndcg_at_10: float | None
+    seconds: float  # since training started
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    curve: tuple[EpochPoint, ...]
+    best_epoch: int
+    steps: int
+    seconds: float
+    device: str
+    stopped_early: bool
+    batches_per_epoch: int
+    conditions: dict[str, object] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def no_duplicate_batches(examples: Sequence[TrainExample], batch_size: int, *, seed: int) -> list[list[TrainExample]]:
+    """Shuffled batches in which no text (query, positive or negative) appears twice."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    remaining: OrderedDict[int, None] = OrderedDict((i, None) for i in order)
+    batches: list[list[TrainExample]] = []
+    while remaining:
+        batch: list[int] = []
+        texts: set[str] = set()
+        for i in remaining:
+            words = set(examples[i].texts())
+            if len(words) == len(examples[i].texts()) and not words & texts:
+                batch.append(i)
+                texts |= words
+            elif not batch:  # an example repeating a text within itself goes alone
+                batch.append(i)
+                break
+            if len(batch) == batch_size:
+                break
+        for i in batch:
+            del remaining[i]
+        batches.append([examples[i] for i in batch])
+    return batches
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def embed(model: Any, texts: list[str], device: str) -> torch.Tensor:
+    features = model.preprocess(texts)
+    features = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in features.items()}
+    return model(features)["sentence_embedding"]
+
+
+def dev_ndcg(model: Any, dev: DevSet, *, batch_size: int = 32) -> float:
+    """NDCG@10 of the dev queries against the reduced dev corpus (exact search)."""
+    docs = model.encode(list(dev.doc_texts), batch_size=batch_size, show_progress_bar=False,
+                        normalize_embeddings=True, convert_to_numpy=True)
+    query_ids = list(dev.queries)
+    vecs = model.encode([dev.queries[q] for q in query_ids], batch_size=batch_size, show_progress_bar=False,
+                        normalize_embeddings=True, convert_to_numpy=True)
+    scores, indices = ExactIndex(docs, list(dev.doc_ids)).search(vecs, DEV_METRIC.k)
+    run = to_run(query_ids, scores, indices, list(dev.doc_ids), "dev")
+    return evaluate(run, dev.qrels, [DEV_METRIC]).mean[DEV_METRIC.key]
+
+
+def train(model: Any, examples: Sequence[TrainExample], *, config: TrainConfig, dev: DevSet | None,
+          show_progress: bool = False, on_epoch: Callable[[EpochPoint], None] | None = None) -> TrainResult:
+    """Train ``model`` in place; at the end it holds the best checkpoint by dev NDCG@10 (the
+    last one without a dev set)."""
+    import torch
+
+    config.check()
+    if config.loss == "triplet" and any(not e.negatives for e in examples):
+        missing = sum(1 for e in examples if not e.negatives)
+        raise EmbedlabError(f"triplet loss needs a negative for every example ({missing} have none)",
+                            hint="use triplets or click data, or mine with --hard-negatives 1")
+    seed_everything(config.seed)
+    device = pick_device()
+    model.to(device)
+    if config.max_length:
+        model.max_seq_length = config.max_length
+    loss_fn = config.loss_fn()
+    batches_per_epoch = len(no_duplicate_batches(examples, config.batch_size, seed=config.seed))
+    total = batches_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = int(total * config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total))
+    started = time.perf_counter()
+    curve: list[EpochPoint] = []
+
+    def record(epoch: int, steps: int, loss: float | None) -> EpochPoint:
+        score = dev_ndcg(model, dev) if dev is not None else None
+        point = EpochPoint(epoch, steps, loss, score, time.perf_counter() - started)
+        curve.append(point)
+        log.info("epoch %d: train loss %s, dev ndcg@10 %s", epoch, "-" if loss is None else f"{loss:.4f}",
+                 "-" if score is None else f"{score:.4f}")
+        if on_epoch is not None:
+            on_epoch(point)
+        return point
+
+    best = record(0, 0, None)
+    best_state = copy.deepcopy(model.state_dict()) if dev is not None else None
+    steps, since_best, stopped = 0, 0, False
+    with progress_bar(total=total, desc="train", enabled=show_progress) as bar:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            losses = []
+            for batch in no_duplicate_batches(examples, config.batch_size, seed=config.seed + epoch):
+                loss = _step(model, batch, loss_fn, config, device)
+                if config.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss)
+                steps += 1
+                bar.update(1)
+                _log_progress(steps, total, started, loss)
+            point = record(epoch, steps, float(np.mean(losses)) if losses else None)
+            if dev is None:
+                continue
+            if best.dev_ndcg_at_10 is None or (point.dev_ndcg_at_10 or 0.0) > best.dev_ndcg_at_10:
+                best, best_state, since_best = point, copy.deepcopy(model.state_dict()), 0
+            else:
+                since_best += 1
+                if since_best >= config.patience and epoch < config.epochs:
+                    log.info("early stop: dev ndcg@10 did not improve for %d epochs", since_best)
+                    stopped = True
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    best_epoch = best.epoch if dev is not None else curve[-1].epoch
+    return TrainResult(tuple(curve), best_epoch, steps, time.perf_counter() - started, device, stopped,
+                       batches_per_epoch, {"device": device, "torch_threads": torch.get_num_threads(),
+                                           "max_seq_length": model.max_seq_length})
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup to the peak over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _log_progress(steps: int, total: int, started: float, loss: float) -> None:
+    every = max(1, total // 20)
+    if steps % every and steps != total:
+        return
+    elapsed = time.perf_counter() - started
+    eta = elapsed / steps * (total - steps)
+    log.info("step %d/%d  loss %.4f  %.1f s/step  ETA %s", steps, total, loss, elapsed / steps, _clock(eta))
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _texts(batch: list[TrainExample], loss: str) -> tuple[list[str], list[str]]:
+    queries = [e.query for e in batch]
+    documents = [e.positive for e in batch]
+    if loss == "triplet":
+        documents += [e.negatives[0] for e in batch]
+    else:
+        documents += [n for e in batch for n in e.negatives]
+    return queries, documents
+
+
+def _step(model: Any, batch: list[TrainExample], loss_fn: LossFn, config: TrainConfig, device: str) -> float:
+    """Forward and backward for one batch (gradients accumulated in the model); the loss value."""
+    queries, documents = _texts(batch, config.loss)
+    if config.loss == "cached-mnrl":
+        return _cached_step(model, queries, documents, loss_fn, config.mini_batch_size, device)
+    loss = loss_fn(embed(model, queries, device), embed(model, documents, device))
+    loss.backward()
+    return float(loss.detach())
+
+
+def _cached_step(model: Any, queries: list[str], documents: list[str], loss_fn: LossFn, mini: int,
+                 device: str) -> float:
+    import torch
+
+    groups = [queries[i : i + mini] for i in range(0, len(queries), mini)]
+    n_query_groups = len(groups)
+    groups += [documents[i : i + mini] for i in range(0, len(documents), mini)]
+    states, reps = [], []
+    with torch.no_grad():
+        for texts in groups:
+            states.append(_rng_state(device))
+            reps.append(embed(model, texts, device))
+    cached = [r.detach().requires_grad_() for r in reps]
+    loss = loss_fn(torch.cat(cached[:n_query_groups]), torch.cat(cached[n_query_groups:]))
+    loss.backward()
+    for texts, state, rep in zip(groups, states, cached, strict=True):
+        _set_rng_state(state, device)
+        embed(model, texts, device).backward(rep.grad)
+    return float(loss.detach())
+
+
+def _rng_state(device: str) -> tuple[Any, Any]:
+    import torch
+
+    return torch.get_rng_state(), (torch.cuda.get_rng_state() if device.startswith("cuda") else None)
+
+
+def _set_rng_state(state: tuple[Any, Any], device: str) -> None:
+    import torch
+
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1])

@@ -1,0 +1,203 @@
+"""``embedlab finetune`` as a library call: ``run_finetune(FinetuneSpec(...))``.
+
+Order of work (each step can stop the run before the expensive ones):
+output folder free -> training data and test split read and validated -> leakage check ->
+dev split carved from train (by query, seeded) -> hard negatives mined with the base model
+(shared embedding cache) -> training with dev NDCG@10 per epoch, best checkpoint kept ->
+model folder written atomically -> base and fine-tuned evaluated on the test split ->
+model card, ``finetune.json`` and ``report.html`` written (atomically) into the folder.
+
+Dev corpus: ranking a dev query against the whole corpus every epoch would cost a full
+corpus encode per epoch.  Instead the dev queries are ranked against a reduced corpus: their
+positives, their mined hard negatives and a seeded random sample of ``dev_corpus_sample``
+passages.  Scores are therefore higher than full-corpus scores; only their changes across
+epochs are used (to pick the best checkpoint and stop early), never reported as quality.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from embedlab import __version__, settings
+from embedlab.atomic import atomic_dir, atomic_write_text
+from embedlab.cache.store import EmbeddingCache
+from embedlab.data.beir import load_dataset
+from embedlab.data.types import Qrels
+from embedlab.encoders.resolve import resolve_model
+from embedlab.encoders.spec import ModelSpec
+from embedlab.errors import EmbedlabError
+from embedlab.eval.measure import hardware, library_versions
+from embedlab.search.build import build_encoder
+from embedlab.train.data import TrainingSet, load_training_set
+from embedlab.train.leakage import LeakageReport, check_leakage
+from embedlab.train.loop import DevSet, TrainConfig, TrainResult, train
+from embedlab.train.mining import MiningAudit, MiningConfig, mine_hard_negatives
+from embedlab.train.verdict import Verdict, compare_on_test
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    base: str
+    train: str
+    test: str
+    out: Path
+    train_format: str = "auto"
+    train_split: str = "train"
+    test_split: str = "test"
+    training: TrainConfig = field(default_factory=TrainConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    dev_ratio: float = 0.1
+    dev_corpus_sample: int = 250
+    allow_leakage: bool = False
+    drop_leaked: bool = False
+    leakage_threshold: float = 0.8
+    alpha: float = 0.05
+    use_cache: bool = True
+    cache_dir: Path | None = None
+    latency_queries: int = 100
+    show_progress: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["out"], out["cache_dir"] = str(self.out), None if self.cache_dir is None else str(self.cache_dir)
+        return out
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    spec: FinetuneSpec
+    out: Path
+    data: dict[str, object]
+    leakage: LeakageReport
+    audit: MiningAudit
+    training: TrainResult
+    verdict: Verdict
+    dev_queries: int
+    seconds: dict[str, float]
+    environment: dict[str, object]
+
+
+def run_finetune(spec: FinetuneSpec) -> FinetuneResult:
+    from embedlab.train.card import render_card, result_json
+    from embedlab.train.report import render_report
+
+    timer = _Timer()
+    _check_out(spec.out)
+    spec.training.check()
+    spec.mining.check()
+    if not 0 <= spec.dev_ratio < 1:
+        raise EmbedlabError("--dev-ratio must be in [0, 1)", found=str(spec.dev_ratio))
+    data = load_training_set(spec.train, format=spec.train_format, split=spec.train_split)
+    test = load_dataset(spec.test, split=spec.test_split)
+    leakage = check_leakage(data.queries(), test.queries, threshold=spec.leakage_threshold, check_ids=data.given_ids)
+    if not leakage.clean and spec.drop_leaked:
+        leaked = {o.train_id for o in leakage.overlaps}
+        data = data.subset(set(data.queries()) - leaked)
+        if not data.examples:
+            raise EmbedlabError(f"leakage: every training query overlaps the test queries: {leakage.summary()}")
+        log.warning("dropped %d leaked training queries (--drop-leaked): %s", len(leaked), leakage.summary())
+    elif not leakage.clean:
+        if not spec.allow_leakage:
+            raise EmbedlabError(f"leakage: {leakage.summary()}", hint="pass --drop-leaked to train without these queries, "
+                                "or --allow-leakage to train anyway (the verdict is then not trustworthy)")
+        log.warning("training despite leakage (--allow-leakage): %s", leakage.summary())
+    timer.lap("read")
+    base_spec = ModelSpec(model=spec.base)
+    cache = EmbeddingCache(spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
+    try:
+        reranker = None
+        if spec.mining.cross_encoder:
+            from embedlab.search.rerank import load_reranker
+
+            reranker = load_reranker(spec.mining.cross_encoder)
+        mined, audit = mine_hard_negatives(data, build_encoder(base_spec), config=spec.mining, cache=cache,
+                                           reranker=reranker, show_progress=spec.show_progress)
+    finally:
+        if cache is not None:
+            cache.close()
+    timer.lap("mining")
+    train_set, dev = split_dev(mined, ratio=spec.dev_ratio, sample=spec.dev_corpus_sample, seed=spec.training.seed)
+    model = _load_model(spec.base)
+    result = train(model, train_set.examples, config=spec.training, dev=dev, show_progress=spec.show_progress)
+    timer.lap("training")
+    with atomic_dir(spec.out) as work:
+        model.save(str(work), create_model_card=False)
+    verdict = compare_on_test(
+        spec.test, base=base_spec, tuned=ModelSpec(model=str(spec.out.resolve()), label=spec.out.name),
+        split=spec.test_split, alpha=spec.alpha, cache_dir=spec.cache_dir, use_cache=spec.use_cache,
+        latency_queries=spec.latency_queries, seed=spec.training.seed, show_progress=spec.show_progress,
+    )
+    timer.lap("verdict")
+    outcome = FinetuneResult(
+        spec=spec, out=spec.out, data=data.manifest(), leakage=leakage, audit=audit, training=result, verdict=verdict,
+        dev_queries=0 if dev is None else len(dev.queries), seconds=timer.laps,
+        environment={"embedlab": __version__, "libraries": library_versions(), "hardware": hardware(),
+                     "seed": spec.training.seed},
+    )
+    atomic_write_text(spec.out / "README.md", render_card(outcome))
+    atomic_write_text(spec.out / "report.html", render_report(outcome))
+    atomic_write_text(spec.out / "finetune.json", result_json(outcome))
+    return outcome
+
+
+def split_dev(data: TrainingSet, *, ratio: float, sample: int, seed: int) -> tuple[TrainingSet, DevSet | None]:
+    """Carve ``ratio`` of the training queries (seeded) into a dev set ranked against a reduced
+    corpus (see the module docstring); no dev set when that rounds to no query."""
+    query_ids = sorted(data.queries())
+    count = round(len(query_ids) * ratio)
+    if count == 0 or count == len(query_ids):
+        return data, None
+    dev_ids = set(random.Random(seed).sample(query_ids, count))
+    dev_examples = [e for e in data.examples if e.query_id in dev_ids]
+    texts: dict[str, str] = {}
+    judgments: dict[str, dict[str, int]] = {}
+    for e in dev_examples:
+        texts[e.positive_id] = e.positive
+        texts.update(zip(e.negative_ids, e.negatives, strict=True))
+        judgments.setdefault(e.query_id, {})[e.positive_id] = 1
+    pool = [doc_id for doc_id, _ in data.iter_corpus()]
+    wanted = set(random.Random(seed + 1).sample(pool, min(sample, len(pool))))
+    for doc_id, text in data.iter_corpus():
+        if doc_id in wanted:
+            texts.setdefault(doc_id, text)
+    dev = DevSet(queries={e.query_id: e.query for e in dev_examples}, qrels=Qrels(judgments),
+                 doc_ids=tuple(texts), doc_texts=tuple(texts.values()))
+    log.info("dev split: %d queries, reduced corpus of %d passages", len(dev.queries), len(texts))
+    return data.subset(set(query_ids) - dev_ids), dev
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EmbedlabError("output folder already exists and is not empty", path=out,
+                            hint="choose another --out or remove the folder")
+
+
+def _load_model(name: str):
+    from transformers.utils import logging as hf_logging
+
+    from embedlab.train.loop import pick_device
+
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EmbedlabError("fine-tuning needs sentence-transformers", hint='pip install sentence-transformers') from None
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(str(resolve_model(name).path), device=pick_device())
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.laps["total"] = now - self.start
+        self.last = now

@@ -1,0 +1,109 @@
+"""Before/after verdict: the base and the fine-tuned model on the same held-out test split,
+with the same protocol as ``embedlab eval`` (the eval core: same retrieval, metrics, latency
+probe and sizes).
+
+Per metric: the mean with a 95% percentile-bootstrap interval for each model, the mean
+per-query difference (fine-tuned - base) with its own bootstrap interval, and the two-sided
+paired randomization test of that difference (``embedlab.eval.stats``).  The fine-tune
+*improved* when the primary metric (NDCG@10) rose and p < alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedlab.encoders.spec import ModelSpec
+from embedlab.errors import EmbedlabError
+from embedlab.eval.metrics import parse_metrics
+from embedlab.eval.runner import EvalSpec, ModelResult, run_eval
+from embedlab.eval.stats import Interval, bootstrap_ci, paired_arrays, paired_randomization_test
+
+VERDICT_METRICS = ("ndcg@10", "mrr@10", "recall@100")
+PRIMARY = "ndcg_at_10"
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    metric: str
+    base: Interval
+    tuned: Interval
+    delta: Interval
+    p_value: float
+    test: str
+
+
+@dataclass(frozen=True)
+class Side:
+    """One model's measurements on the test split (latency, size, fingerprint)."""
+
+    label: str
+    latency: dict[str, object]
+    size: dict[str, object]
+    fingerprint: dict[str, object]
+    conditions: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    dataset: str
+    split: str
+    queries: int
+    metrics: tuple[MetricComparison, ...]
+    base: Side
+    tuned: Side
+    alpha: float
+
+    def metric(self, key: str) -> MetricComparison:
+        return next(m for m in self.metrics if m.metric == key)
+
+    @property
+    def improved(self) -> bool:
+        primary = self.metric(PRIMARY)
+        return primary.delta.mean > 0 and primary.p_value < self.alpha
+
+    def reason(self) -> str:
+        m = self.metric(PRIMARY)
+        change = f"NDCG@10 {m.base.mean:.4f} -> {m.tuned.mean:.4f} ({m.delta.mean:+.4f}, p={m.p_value:.4g})"
+        if self.improved:
+            return f"fine-tune is significantly better: {change}"
+        why = "not better" if m.delta.mean <= 0 else f"not significant at alpha={self.alpha}"
+        return f"fine-tune is {why}: {change}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "dataset": self.dataset, "split": self.split, "queries": self.queries, "alpha": self.alpha,
+            "improved": self.improved, "reason": self.reason(),
+            "metrics": [{"metric": m.metric, "base": m.base.__dict__, "fine_tuned": m.tuned.__dict__,
+                         "delta": m.delta.__dict__, "p_value": m.p_value, "test": m.test} for m in self.metrics],
+            "base": self.base.__dict__, "fine_tuned": self.tuned.__dict__,
+        }
+
+
+def compare_on_test(test: str | Path, *, base: ModelSpec, tuned: ModelSpec, split: str = "test",
+                    alpha: float = 0.05, cache_dir: Path | None = None, use_cache: bool = True,
+                    latency_queries: int = 100, seed: int = 0, show_progress: bool = False) -> Verdict:
+    spec = EvalSpec(datasets=(str(test),), models=(base, tuned), metrics=tuple(parse_metrics(VERDICT_METRICS)),
+                    split=split, use_cache=use_cache, cache_dir=cache_dir, latency_queries=latency_queries,
+                    seed=seed, show_progress=show_progress)
+    report = run_eval(spec)
+    before, after = report.results
+    for result in (before, after):
+        if not result.ok or result.evaluation is None:
+            raise EmbedlabError(f"evaluating {result.model} on the test split failed: {result.error}")
+    comparisons = []
+    for key in (m.key for m in spec.metrics):
+        a, b = paired_arrays(after.evaluation.per_query[key], before.evaluation.per_query[key])  # type: ignore[union-attr]
+        test_result = paired_randomization_test(a, b, seed=seed)
+        comparisons.append(MetricComparison(
+            key, bootstrap_ci(b, seed=seed), bootstrap_ci(a, seed=seed), bootstrap_ci(a - b, seed=seed),
+            test_result.p_value, test_result.method,
+        ))
+    dataset = next(iter(report.datasets))
+    return Verdict(dataset, split, before.evaluation.queries, tuple(comparisons), _side(before), _side(after), alpha)  # type: ignore[union-attr]
+
+
+def _side(result: ModelResult) -> Side:
+    m = result.measurements
+    return Side(result.model, dict(m["latency"]), dict(m["size"]), dict(result.fingerprint),  # type: ignore[arg-type]
+                dict(m["conditions"]))  # type: ignore[arg-type]
