@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, latency_queries=args.latency_queries, show_progress=not args.no_progress,
     )
     result = run_finetune(spec)
+    if result is None:  # another torchrun process: rank 0 reports
+        return 0
     from embedlab.reports.markdown import markdown_table
     from embedlab.train.card import COLUMNS, before_after_rows
 

@@ -3,7 +3,8 @@ clipping, dev NDCG@10 after every epoch, the best checkpoint kept, early stoppin
 
 It trains a ``sentence_transformers.SentenceTransformer`` directly (``model(features)`` gives
 ``sentence_embedding``), so the result saves as a plain sentence-transformers folder.  One
-device: CUDA when present, else the CPU (multi-GPU DDP is not implemented).
+device per process: CUDA when present, else the CPU; under ``torchrun`` each process takes a
+share of every batch (data parallel, see :mod:`embedlab.train.distributed`).
 
 Batches never hold the same text twice (a duplicate would be an in-batch "negative" that
 is really a positive): examples are shuffled (seeded), then each batch takes the next
@@ -39,6 +40,7 @@ from embedlab.index.exact import ExactIndex
 from embedlab.progress import progress_bar
 from embedlab.search.retriever import to_run
 from embedlab.train.data import TrainExample
+from embedlab.train.distributed import Cluster, average_gradients, gather_rows, shares
 from embedlab.train.losses import LOSSES, LossFn, matryoshka
 
 if TYPE_CHECKING:
@@ -170,12 +172,16 @@ def dev_ndcg(model: Any, dev: DevSet, *, batch_size: int = 32) -> float:
 
 
 def train(model: Any, examples: Sequence[TrainExample], *, config: TrainConfig, dev: DevSet | None,
-          show_progress: bool = False, on_epoch: Callable[[EpochPoint], None] | None = None) -> TrainResult:
+          show_progress: bool = False, on_epoch: Callable[[EpochPoint], None] | None = None,
+          cluster: Cluster = Cluster()) -> TrainResult:  # noqa: B008 - frozen, so a safe default
     """Train ``model`` in place; at the end it holds the best checkpoint by dev NDCG@10 (the
-    last one without a dev set)."""
+    last one without a dev set).  ``cluster``: this process's place among torchrun's processes."""
     import torch
 
     config.check()
+    if cluster.world > 1 and config.loss == "cached-mnrl":
+        raise EmbedlabError("cached-mnrl runs in one process", hint="under torchrun use --loss mnrl: the batch is "
+                                                                    "already spread over the processes")
     if config.loss == "triplet" and any(not e.negatives for e in examples):
         missing = sum(1 for e in examples if not e.negatives)
         raise EmbedlabError(f"triplet loss needs a negative for every example ({missing} have none)",
@@ -212,7 +218,8 @@ def train(model: Any, examples: Sequence[TrainExample], *, config: TrainConfig, 
             model.train()
             losses = []
             for batch in no_duplicate_batches(examples, config.batch_size, seed=config.seed + epoch):
-                loss = _step(model, batch, loss_fn, config, device)
+                loss = _step(model, batch, loss_fn, config, device, cluster)
+                average_gradients(model, cluster)
                 if config.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
@@ -221,7 +228,8 @@ def train(model: Any, examples: Sequence[TrainExample], *, config: TrainConfig, 
                 losses.append(loss)
                 steps += 1
                 bar.update(1)
-                _log_progress(steps, total, started, loss)
+                if cluster.main:
+                    _log_progress(steps, total, started, loss)
             point = record(epoch, steps, float(np.mean(losses)) if losses else None)
             if dev is None:
                 continue
@@ -239,7 +247,7 @@ def train(model: Any, examples: Sequence[TrainExample], *, config: TrainConfig, 
     best_epoch = best.epoch if dev is not None else curve[-1].epoch
     return TrainResult(tuple(curve), best_epoch, steps, time.perf_counter() - started, device, stopped,
                        batches_per_epoch, {"device": device, "torch_threads": torch.get_num_threads(),
-                                           "max_seq_length": model.max_seq_length})
+                                           "max_seq_length": model.max_seq_length, "processes": cluster.world})
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -263,22 +271,48 @@ def _clock(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def _negatives(batch: list[TrainExample], loss: str) -> list[str]:
+    """The negatives the loss reads: the first of each example for triplet, all of them otherwise."""
+    return [e.negatives[0] for e in batch] if loss == "triplet" else [n for e in batch for n in e.negatives]
+
+
 def _texts(batch: list[TrainExample], loss: str) -> tuple[list[str], list[str]]:
-    queries = [e.query for e in batch]
-    documents = [e.positive for e in batch]
-    if loss == "triplet":
-        documents += [e.negatives[0] for e in batch]
-    else:
-        documents += [n for e in batch for n in e.negatives]
-    return queries, documents
+    return [e.query for e in batch], [e.positive for e in batch] + _negatives(batch, loss)
 
 
-def _step(model: Any, batch: list[TrainExample], loss_fn: LossFn, config: TrainConfig, device: str) -> float:
+def _step(model: Any, batch: list[TrainExample], loss_fn: LossFn, config: TrainConfig, device: str,
+          cluster: Cluster = Cluster()) -> float:  # noqa: B008 - frozen, so a safe default
     """Forward and backward for one batch (gradients accumulated in the model); the loss value."""
+    if cluster.world > 1:
+        return _shared_step(model, batch, loss_fn, config, device, cluster)
     queries, documents = _texts(batch, config.loss)
     if config.loss == "cached-mnrl":
         return _cached_step(model, queries, documents, loss_fn, config.mini_batch_size, device)
     loss = loss_fn(embed(model, queries, device), embed(model, documents, device))
+    loss.backward()
+    return float(loss.detach())
+
+
+def _shared_step(model: Any, batch: list[TrainExample], loss_fn: LossFn, config: TrainConfig, device: str,
+                 cluster: Cluster) -> float:
+    """This rank embeds its contiguous share of ``batch``; the loss is the whole batch's, from
+    every rank's embeddings gathered with their gradients (see :mod:`embedlab.train.distributed`)."""
+    import torch
+
+    sizes = shares(len(batch), cluster.world)
+    parts = [batch[sum(sizes[:r]) : sum(sizes[: r + 1])] for r in range(cluster.world)]
+    mine = parts[cluster.rank]
+    dim = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
+
+    def rows(texts: list[str]) -> torch.Tensor:
+        # an empty share still takes part in the backward exchange, so it must want a gradient
+        return embed(model, texts, device) if texts else torch.zeros((0, dim), device=device, requires_grad=True)
+
+    queries = gather_rows(rows([e.query for e in mine]), sizes)
+    positives = gather_rows(rows([e.positive for e in mine]), sizes)
+    negatives = gather_rows(rows(_negatives(mine, config.loss)),
+                            [len(_negatives(part, config.loss)) for part in parts])
+    loss = loss_fn(queries, torch.cat([positives, negatives]))
     loss.backward()
     return float(loss.detach())
 

@@ -33,6 +33,7 @@ from embedlab.errors import EmbedlabError
 from embedlab.eval.measure import hardware, library_versions
 from embedlab.search.build import build_encoder
 from embedlab.train.data import TrainingSet, load_training_set
+from embedlab.train.distributed import barrier, from_env, from_main, start, stop
 from embedlab.train.leakage import LeakageReport, check_leakage
 from embedlab.train.loop import DevSet, TrainConfig, TrainResult, train
 from embedlab.train.mining import MiningAudit, MiningConfig, mine_hard_negatives
@@ -83,11 +84,14 @@ class FinetuneResult:
     environment: dict[str, object]
 
 
-def run_finetune(spec: FinetuneSpec) -> FinetuneResult:
+def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
+    """The whole run; under torchrun, ranks other than 0 only train and return None (rank 0
+    writes the model and judges it)."""
     from embedlab.train.card import render_card, result_json
     from embedlab.train.report import render_report
 
     timer = _Timer()
+    cluster = from_env()
     _check_out(spec.out)
     spec.training.check()
     spec.mining.check()
@@ -108,23 +112,19 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult:
                                 "or --allow-leakage to train anyway (the verdict is then not trustworthy)")
         log.warning("training despite leakage (--allow-leakage): %s", leakage.summary())
     timer.lap("read")
+    start(cluster)
     base_spec = ModelSpec(model=spec.base)
-    cache = EmbeddingCache(spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
-    try:
-        reranker = None
-        if spec.mining.cross_encoder:
-            from embedlab.search.rerank import load_reranker
-
-            reranker = load_reranker(spec.mining.cross_encoder)
-        mined, audit = mine_hard_negatives(data, build_encoder(base_spec), config=spec.mining, cache=cache,
-                                           reranker=reranker, show_progress=spec.show_progress)
-    finally:
-        if cache is not None:
-            cache.close()
+    mined_and_audit = _mine(spec, data, base_spec) if cluster.main else None
+    mined, audit = from_main(mined_and_audit, cluster)  # every process trains on rank 0's examples
     timer.lap("mining")
     train_set, dev = split_dev(mined, ratio=spec.dev_ratio, sample=spec.dev_corpus_sample, seed=spec.training.seed)
     model = _load_model(spec.base)
-    result = train(model, train_set.examples, config=spec.training, dev=dev, show_progress=spec.show_progress)
+    result = train(model, train_set.examples, config=spec.training, dev=dev,
+                   show_progress=spec.show_progress and cluster.main, cluster=cluster)
+    barrier(cluster)
+    stop(cluster)
+    if not cluster.main:
+        return None
     timer.lap("training")
     with atomic_dir(spec.out) as work:
         model.save(str(work), create_model_card=False)
@@ -144,6 +144,21 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult:
     atomic_write_text(spec.out / "report.html", render_report(outcome))
     atomic_write_text(spec.out / "finetune.json", result_json(outcome))
     return outcome
+
+
+def _mine(spec: FinetuneSpec, data: TrainingSet, base_spec: ModelSpec) -> tuple[TrainingSet, MiningAudit]:
+    cache = EmbeddingCache(spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
+    try:
+        reranker = None
+        if spec.mining.cross_encoder:
+            from embedlab.search.rerank import load_reranker
+
+            reranker = load_reranker(spec.mining.cross_encoder)
+        return mine_hard_negatives(data, build_encoder(base_spec), config=spec.mining, cache=cache,
+                                   reranker=reranker, show_progress=spec.show_progress)
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 def split_dev(data: TrainingSet, *, ratio: float, sample: int, seed: int) -> tuple[TrainingSet, DevSet | None]:
