@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh clone:
 #   make demo   evaluate all-MiniLM-L6-v2 and BM25 on SciFact, write the report to results/demo/
 #   make test   install, then run the whole test suite (fast tests + slow real-data tests)
+#   make lint   ruff + mypy (CI runs it before the tests)
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ export EMBEDLAB_DATA := $(DATA)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test test-fast test-slow bench clean
+.PHONY: install browser demo lint format test test-fast test-slow bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +31,16 @@ browser:
 
 demo: install
 	$(VENV)/bin/embedlab eval --dataset scifact --model all-MiniLM-L6-v2 --model bm25 --out results/demo
+
+# ruff (rules and format) and mypy on src/: .ci/run runs this before the tests
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
 
 test: install browser
 	$(PY) -m pytest -q

@@ -3,7 +3,7 @@
 Builds ``vectors.npy`` (memory-mapped, as a collection generation holds it), then
 ``embedlab.collection.vectors.build_dense_index`` (FAISS HNSW, M=32, efConstruction=200,
 efSearch tuned until recall@10 >= 0.95 on a sample of the collection), then times single
-queries through ``DenseIndex.search`` and measures recall@10 against exact search
+queries through the index's ``search_one`` (``open_dense_index``) and measures recall@10 against exact search
 (``embedlab.index.exact.top_k``) on *held-out* queries (drawn from the same distribution,
 not in the collection, so a query never finds itself).
 
@@ -55,8 +55,11 @@ def write_matrix(path: Path, rows: int, dim: int, seed: int) -> tuple[np.ndarray
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1e3
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),
-            "mean_ms": round(float(ms.mean()), 3)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+    }
 
 
 def main() -> None:
@@ -72,8 +75,7 @@ def main() -> None:
 
     import faiss
 
-    from embedlab.collection.manifest import DenseIndexInfo
-    from embedlab.collection.vectors import ANN_THRESHOLD, DenseIndex, build_dense_index, load_vectors
+    from embedlab.collection.vectors import ANN_THRESHOLD, build_dense_index, load_vectors, open_dense_index
     from embedlab.eval.measure import hardware, library_versions, peak_rss_bytes
     from embedlab.index.exact import top_k
 
@@ -93,17 +95,17 @@ def main() -> None:
         print(f"built {info.kind} in {build_s:.1f} s: {info.params}, recall@10 {info.recall_at_10}", flush=True)
         index_bytes = (folder / (info.file or "hnsw.faiss")).stat().st_size
 
-        index = DenseIndex(vectors, info, folder)
+        index = open_dense_index(vectors, info, folder)
         queries = synthetic(args.queries, args.dim, np.random.default_rng(args.seed + 1), centres, NOISE * scale)
         for row in range(min(20, len(queries))):  # warm-up: page in the graph and vectors
-            index.search(queries[row], 10)
+            index.search_one(queries[row], 10)
         times, found = [], []
         for row in range(len(queries)):
             t = time.perf_counter()
-            _, rows = index.search(queries[row], 10)
+            _, rows = index.search_one(queries[row], 10)
             times.append(time.perf_counter() - t)
             found.append(rows)
-        exact_scores, exact_rows = top_k(queries, vectors, 10)
+        exact_scores, _exact_rows = top_k(queries, vectors, 10)
         hits = 0
         for row, rows in enumerate(found):  # a result counts when its exact score reaches the 10th exact score
             scores = np.asarray(vectors[rows]) @ queries[row]
@@ -140,8 +142,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"ann_{args.rows // 1000}k_{time.strftime('%Y%m%d-%H%M')}.json"
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("build_seconds", "hnsw_single_query", "hnsw_recall_at_10_held_out",
-                                              "exact_single_query", "peak_rss_bytes", "met")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "build_seconds",
+                    "hnsw_single_query",
+                    "hnsw_recall_at_10_held_out",
+                    "exact_single_query",
+                    "peak_rss_bytes",
+                    "met",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

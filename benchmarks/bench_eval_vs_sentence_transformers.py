@@ -37,15 +37,29 @@ def peer(dataset, model_name: str, batch_size: int, threads: int) -> dict:
     corpus = {d.id: d.content for d in dataset.iter_documents()}
     relevant = {q: {d for d, g in docs.items() if g > 0} for q, docs in dataset.qrels.judgments.items()}
     evaluator = InformationRetrievalEvaluator(
-        dataset.queries, corpus, relevant, name="peer", batch_size=batch_size, show_progress_bar=False,
-        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[10], precision_recall_at_k=[10, 100], map_at_k=[100],
+        dataset.queries,
+        corpus,
+        relevant,
+        name="peer",
+        batch_size=batch_size,
+        show_progress_bar=False,
+        mrr_at_k=[10],
+        ndcg_at_k=[10],
+        accuracy_at_k=[10],
+        precision_recall_at_k=[10, 100],
+        map_at_k=[100],
     )
     started = time.perf_counter()
     scores = evaluator(model)
     wall = time.perf_counter() - started
     pick = {k.split("_", 2)[-1]: v for k, v in scores.items()}
-    return {"load_seconds": load_s, "wall_seconds": wall, "ndcg_at_10": pick["ndcg@10"], "mrr_at_10": pick["mrr@10"],
-            "recall_at_100": pick["recall@100"]}
+    return {
+        "load_seconds": load_s,
+        "wall_seconds": wall,
+        "ndcg_at_10": pick["ndcg@10"],
+        "mrr_at_10": pick["mrr@10"],
+        "recall_at_100": pick["recall@100"],
+    }
 
 
 def ours(dataset_path: str, model_name: str, batch_size: int, threads: int, cache_dir: Path) -> dict:
@@ -66,9 +80,14 @@ def ours(dataset_path: str, model_name: str, batch_size: int, threads: int, cach
     if not result.ok:
         raise SystemExit(f"embedlab failed: {result.error}")
     m = result.measurements
-    return {"wall_seconds": wall, "load_seconds": m["load_seconds"], "corpus_seconds": m["corpus"]["seconds"],
-            "docs_per_second": m["corpus"]["docs_per_second"], "latency": m["latency"],
-            **{k: result.scores[k] for k in ("ndcg_at_10", "mrr_at_10", "recall_at_100")}}
+    return {
+        "wall_seconds": wall,
+        "load_seconds": m["load_seconds"],
+        "corpus_seconds": m["corpus"]["seconds"],
+        "docs_per_second": m["corpus"]["docs_per_second"],
+        "latency": m["latency"],
+        **{k: result.scores[k] for k in ("ndcg_at_10", "mrr_at_10", "recall_at_100")},
+    }
 
 
 def main() -> int:
@@ -100,22 +119,41 @@ def main() -> int:
         warm = ours(path, args.model, args.batch_size, args.threads, Path(tmp))
 
     record = {
-        "dataset": dataset.name, "documents": dataset.doc_count, "queries": len(dataset.queries), "model": args.model,
-        "batch_size": args.batch_size, "threads": args.threads, "hardware": hardware(), "libraries": library_versions(),
-        "onnx_export_seconds": export_s, "peer": theirs, "embedlab_cold": cold, "embedlab_warm": warm,
+        "dataset": dataset.name,
+        "documents": dataset.doc_count,
+        "queries": len(dataset.queries),
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "hardware": hardware(),
+        "libraries": library_versions(),
+        "onnx_export_seconds": export_s,
+        "peer": theirs,
+        "embedlab_cold": cold,
+        "embedlab_warm": warm,
         "ratio_cold_to_peer": cold["wall_seconds"] / theirs["wall_seconds"],
         "ratio_warm_to_cold": warm["wall_seconds"] / cold["wall_seconds"],
         "score_differences": {k: cold[k] - theirs[k] for k in ("ndcg_at_10", "mrr_at_10", "recall_at_100")},
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    print(f"\n{dataset.name}, {args.model}, batch {args.batch_size}, {args.threads} threads, "
-          f"{record['hardware']['cpu']} ({record['hardware']['cpus']} CPUs), {platform.python_version()}")
+    print(
+        f"\n{dataset.name}, {args.model}, batch {args.batch_size}, {args.threads} threads, "
+        f"{record['hardware']['cpu']} ({record['hardware']['cpus']} CPUs), {platform.python_version()}"
+    )
     print(f"{'':28}{'wall s':>9}{'ndcg@10':>10}{'mrr@10':>10}{'recall@100':>12}")
     for label, r in (("sentence-transformers (peer)", theirs), ("embedlab cold", cold), ("embedlab warm", warm)):
-        print(f"{label:28}{r['wall_seconds']:9.1f}{r['ndcg_at_10']:10.5f}{r['mrr_at_10']:10.5f}{r['recall_at_100']:12.5f}")
-    print(f"ratio embedlab cold / peer: {record['ratio_cold_to_peer']:.3f}   warm / cold: {record['ratio_warm_to_cold']:.3f}")
+        print(
+            f"{label:28}{r['wall_seconds']:9.1f}{r['ndcg_at_10']:10.5f}{r['mrr_at_10']:10.5f}{r['recall_at_100']:12.5f}"
+        )
+    print(
+        f"ratio embedlab cold / peer: {record['ratio_cold_to_peer']:.3f}   "
+        f"warm / cold: {record['ratio_warm_to_cold']:.3f}"
+    )
     print(f"score differences (embedlab - peer): {record['score_differences']}")
-    print(f"one-time ONNX export: {export_s:.1f} s (not in the walls above); peer model load {theirs['load_seconds']:.1f} s")
+    print(
+        f"one-time ONNX export: {export_s:.1f} s (not in the walls above); "
+        f"peer model load {theirs['load_seconds']:.1f} s"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"eval_vs_st_{dataset.name}_{time.strftime('%Y%m%d-%H%M')}.json"
     target.write_text(json.dumps(record, indent=2))

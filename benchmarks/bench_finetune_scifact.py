@@ -28,8 +28,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REFERENCE = {  # the figures (H200, plain sentence-transformers MNRL, all SciFact train pairs)
-    "base_ndcg_at_10": 0.6451, "mnrl_b32_1_epoch": 0.6650, "mnrl_b32_3_epochs": 0.6824,
-    "mnrl_b64_10_epochs": 0.7018, "mnrl_b32_1_hard_negative_ranks_10_30_3_epochs": 0.6945,
+    "base_ndcg_at_10": 0.6451,
+    "mnrl_b32_1_epoch": 0.6650,
+    "mnrl_b32_3_epochs": 0.6824,
+    "mnrl_b64_10_epochs": 0.7018,
+    "mnrl_b32_1_hard_negative_ranks_10_30_3_epochs": 0.6945,
 }
 
 
@@ -46,18 +49,21 @@ def main() -> int:
     from embedlab.atomic import atomic_write_text
     from embedlab.train.run import FinetuneSpec, run_finetune
 
-    spec = FinetuneSpec(base=args.base, train=args.dataset, test=args.dataset, out=args.out, drop_leaked=True,
-                        cache_dir=args.cache_dir)
+    spec = FinetuneSpec(
+        base=args.base, train=args.dataset, test=args.dataset, out=args.out, drop_leaked=True, cache_dir=args.cache_dir
+    )
     started = time.perf_counter()
     result = run_finetune(spec)
     wall = time.perf_counter() - started
     verdict = result.verdict.as_dict()
-    figures = {m["metric"]: {"base": m["base"], "fine_tuned": m["fine_tuned"], "delta": m["delta"],
-                             "p_value": m["p_value"]} for m in verdict["metrics"]}  # type: ignore[union-attr]
+    figures = {
+        m["metric"]: {"base": m["base"], "fine_tuned": m["fine_tuned"], "delta": m["delta"], "p_value": m["p_value"]}
+        for m in verdict["metrics"]
+    }  # type: ignore[union-attr]
     payload = {
         "benchmark": "finetune default recipe, SciFact train -> test",
         "command": f"embedlab finetune --base {args.base} --train {args.dataset} --test {args.dataset} "
-                   f"--out {args.out} --drop-leaked",
+        f"--out {args.out} --drop-leaked",
         "wall_seconds": wall,
         "seconds": result.seconds,
         "figures": figures,
@@ -65,9 +71,13 @@ def main() -> int:
         "reason": result.verdict.reason(),
         "latency": {"base": result.verdict.base.latency, "fine_tuned": result.verdict.tuned.latency},
         "size": {"base": result.verdict.base.size, "fine_tuned": result.verdict.tuned.size},
-        "training": {"curve": [p.__dict__ for p in result.training.curve], "best_epoch": result.training.best_epoch,
-                     "steps": result.training.steps, "seconds": result.training.seconds,
-                     "conditions": result.training.conditions},
+        "training": {
+            "curve": [p.__dict__ for p in result.training.curve],
+            "best_epoch": result.training.best_epoch,
+            "steps": result.training.steps,
+            "seconds": result.training.seconds,
+            "conditions": result.training.conditions,
+        },
         "mining": result.audit.as_dict(),
         "leakage": result.leakage.counts(),
         "data": result.data,

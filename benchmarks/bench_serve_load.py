@@ -32,19 +32,32 @@ from pathlib import Path
 import numpy as np
 
 QUERIES = [
-    "reproducible research with version control", "grading notebook assignments automatically",
-    "teaching programming to biology students", "fitting a model with scipy optimize",
-    "bending moment diagram of a beam", "multi-layer perceptron implemented in C++",
-    "brain visualization in the browser", "Bayesian optimization for parameter estimation",
-    "climate change impact assessment course", "open educational resources presentations",
-    "the rabbit hole and the bottle labelled drink me", "the Cheshire cat grins",
-    "Martians land in a cylinder near London", "heat ray destroys the crowd",
-    "Sherlock Holmes examines a hat", "how to speak to an audience with confidence",
-    "subject and verb agreement in grammar", "a man without a body experiment",
-    "Jupyter notebooks in the classroom", "peer review of open source software papers",
-    "data carpentry workshop lessons", "interactive textbook for bioinformatics",
-    "symbolic dynamic system models with linear graphs", "Org mode course materials template",
-    "atmosphere and ocean science with Python", "assessment rubric for student projects",
+    "reproducible research with version control",
+    "grading notebook assignments automatically",
+    "teaching programming to biology students",
+    "fitting a model with scipy optimize",
+    "bending moment diagram of a beam",
+    "multi-layer perceptron implemented in C++",
+    "brain visualization in the browser",
+    "Bayesian optimization for parameter estimation",
+    "climate change impact assessment course",
+    "open educational resources presentations",
+    "the rabbit hole and the bottle labelled drink me",
+    "the Cheshire cat grins",
+    "Martians land in a cylinder near London",
+    "heat ray destroys the crowd",
+    "Sherlock Holmes examines a hat",
+    "how to speak to an audience with confidence",
+    "subject and verb agreement in grammar",
+    "a man without a body experiment",
+    "Jupyter notebooks in the classroom",
+    "peer review of open source software papers",
+    "data carpentry workshop lessons",
+    "interactive textbook for bioinformatics",
+    "symbolic dynamic system models with linear graphs",
+    "Org mode course materials template",
+    "atmosphere and ocean science with Python",
+    "assessment rubric for student projects",
 ]
 
 
@@ -84,7 +97,9 @@ def client(port: int, queries: list[str], k: int, out: list, errors: list) -> No
 def stats(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1e3
     return {q: round(float(np.percentile(ms, int(q[1:]))), 2) for q in ("p50", "p95", "p99")} | {
-        "mean": round(float(ms.mean()), 2), "max": round(float(ms.max()), 2)}
+        "mean": round(float(ms.mean()), 2),
+        "max": round(float(ms.max()), 2),
+    }
 
 
 def main() -> None:
@@ -105,8 +120,22 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("EMBEDLAB_API_KEY", None)
-    server = subprocess.Popen([sys.executable, "-m", "embedlab.cli.main", "serve", args.collection, "--root",
-                               str(args.root), "--host", "127.0.0.1", "--port", str(port)], env=env)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embedlab.cli.main",
+            "serve",
+            args.collection,
+            "--root",
+            str(args.root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -155,17 +184,33 @@ def main() -> None:
         server.wait(timeout=30)
 
     total = args.clients * args.requests
-    search_lines = [line for line in server_metrics.splitlines()
-                    if line.startswith("embedlab_http_requests_total") and "/v1/search" in line]
+    search_lines = [
+        line
+        for line in server_metrics.splitlines()
+        if line.startswith("embedlab_http_requests_total") and "/v1/search" in line
+    ]
     result = {
         "benchmark": "serve_load",
         "collection": {k: described[k] for k in ("name", "model", "counts", "chunking", "size_bytes")},
-        "mode": "hybrid", "k": args.k, "server": "embedlab serve (uvicorn, 1 process; searches one at a time)",
-        "baseline": {"requests": args.baseline, "errors": len(base_errors), "latency_ms": stats(base),
-                     "per_second": round(len(base) / sum(base), 2)},
-        "load": {"clients": args.clients, "requests": total, "completed": len(latencies), "errors": len(errors),
-                 "error_kinds": sorted(set(errors)), "wall_seconds": round(wall, 2),
-                 "per_second": round(len(latencies) / wall, 2), "latency_ms": stats(latencies)},
+        "mode": "hybrid",
+        "k": args.k,
+        "server": "embedlab serve (uvicorn, 1 process; searches one at a time)",
+        "baseline": {
+            "requests": args.baseline,
+            "errors": len(base_errors),
+            "latency_ms": stats(base),
+            "per_second": round(len(base) / sum(base), 2),
+        },
+        "load": {
+            "clients": args.clients,
+            "requests": total,
+            "completed": len(latencies),
+            "errors": len(errors),
+            "error_kinds": sorted(set(errors)),
+            "wall_seconds": round(wall, 2),
+            "per_second": round(len(latencies) / wall, 2),
+            "latency_ms": stats(latencies),
+        },
         "server_counters": search_lines,
         "hardware": hardware(),
         "libraries": library_versions(),

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from embedlab.collection import build
+from tests.helpers import make_pdf
 from tests.library_fixtures import CHUNK, HASHING, write_library
-from tests.test_ingest import make_pdf
 
 PDF_PAGES = [
     ["Lighthouse keepers kept the lamp burning", "through every storm on the northern coast."],
@@ -36,7 +36,7 @@ def build_collection(library: Path, root: Path, name: str = "lib") -> None:
 
 
 @contextlib.contextmanager
-def running(app) -> Iterator[str]:  # noqa: ANN001
+def running(app) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port); yields the base URL."""
     import uvicorn
 
@@ -60,8 +60,9 @@ def running(app) -> Iterator[str]:  # noqa: ANN001
         sock.close()
 
 
-def call(url: str, body: object | bytes | None = None, *, headers: dict[str, str] | None = None,
-         method: str | None = None) -> tuple[int, dict[str, str], bytes]:
+def call(
+    url: str, body: object | bytes | None = None, *, headers: dict[str, str] | None = None, method: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request (urllib): ``(status, headers, body)``; error statuses are returned, not raised."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))

@@ -17,14 +17,29 @@ from pathlib import Path
 import pytest
 
 from embedlab.cli.main import main
-from tests.conftest import TINY_CORPUS, TINY_QRELS, TINY_QUERIES, write_beir
+from tests.helpers import TINY_CORPUS, TINY_QRELS, TINY_QUERIES, write_beir
 
 
-def run_eval_cli(dataset: str | Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str,
-                 model: str = "hashing") -> tuple[int, str, str, Path]:
+def run_eval_cli(
+    dataset: str | Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str, model: str = "hashing"
+) -> tuple[int, str, str, Path]:
     out = tmp_path / "out"
-    code = main(["eval", "-d", str(dataset), "-m", model, "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--latency-queries", "2", *extra])
+    code = main(
+        [
+            "eval",
+            "-d",
+            str(dataset),
+            "-m",
+            model,
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--latency-queries",
+            "2",
+            *extra,
+        ]
+    )
     captured = capsys.readouterr()
     return code, captured.out, captured.err, out
 
@@ -96,114 +111,166 @@ def _qrels(rows: str) -> Callable[[Path], None]:
 CORPUS_BAD_JSON = jsonl(TINY_CORPUS[:2]) + '{"_id": "d3", "text": "unterminated\n' + jsonl(TINY_CORPUS[3:])
 DATA_CASES: dict[str, DataCase] = {
     "missing-corpus": DataCase(
-        _remove("corpus.jsonl"),
-        lambda f: [str(f), "corpus file missing", "expected corpus.jsonl or corpus.jsonl.gz"]),
-    "missing-queries": DataCase(
-        _remove("queries.jsonl"),
-        lambda f: [str(f / "queries.jsonl"), "missing file"]),
+        _remove("corpus.jsonl"), lambda f: [str(f), "corpus file missing", "expected corpus.jsonl or corpus.jsonl.gz"]
+    ),
+    "missing-queries": DataCase(_remove("queries.jsonl"), lambda f: [str(f / "queries.jsonl"), "missing file"]),
     "missing-qrels-split": DataCase(
-        _only_dev_split,
-        lambda f: [str(f / "qrels" / "test.tsv"), "missing file", "splits found: dev, train"]),
+        _only_dev_split, lambda f: [str(f / "qrels" / "test.tsv"), "missing file", "splits found: dev, train"]
+    ),
     "corpus-malformed-json": DataCase(
         _write("corpus.jsonl", CORPUS_BAD_JSON),
-        lambda f: [f"{f / 'corpus.jsonl'}:3:", "malformed JSON (Unterminated string starting at column 23)",
-                   "found '{\"_id\": \"d3\"", "expected one JSON object per line"]),
+        lambda f: [
+            f"{f / 'corpus.jsonl'}:3:",
+            "malformed JSON (Unterminated string starting at column 23)",
+            'found \'{"_id": "d3"',
+            "expected one JSON object per line",
+        ],
+    ),
     "queries-malformed-json": DataCase(
         _write("queries.jsonl", jsonl(TINY_QUERIES[:1]) + '{"_id": "q2", "text": "bread",}\n'),
-        lambda f: [f"{f / 'queries.jsonl'}:2:", "malformed JSON", "expected one JSON object per line"]),
+        lambda f: [f"{f / 'queries.jsonl'}:2:", "malformed JSON", "expected one JSON object per line"],
+    ),
     "corpus-line-is-array": DataCase(
         _write("corpus.jsonl", jsonl(TINY_CORPUS[:4]) + '["d5", "Sourdough", "text"]\n'),
-        lambda f: [f"{f / 'corpus.jsonl'}:5:", "not a JSON object", "found list", "expected an object"]),
+        lambda f: [f"{f / 'corpus.jsonl'}:5:", "not a JSON object", "found list", "expected an object"],
+    ),
     "queries-line-is-string": DataCase(
         _write("queries.jsonl", jsonl(TINY_QUERIES[:2]) + '"q3 protect account"\n'),
-        lambda f: [f"{f / 'queries.jsonl'}:3:", "not a JSON object", "found str"]),
+        lambda f: [f"{f / 'queries.jsonl'}:3:", "not a JSON object", "found str"],
+    ),
     "corpus-missing-id": DataCase(
-        _write("corpus.jsonl", jsonl(TINY_CORPUS[:1] + [{"id": "d2", "text": "no underscore"}] + TINY_CORPUS[2:])),
-        lambda f: [f"{f / 'corpus.jsonl'}:2:", "missing field '_id'", "found fields ['id', 'text']",
-                   "expected a '_id' field"]),
+        _write("corpus.jsonl", jsonl([*TINY_CORPUS[:1], {"id": "d2", "text": "no underscore"}, *TINY_CORPUS[2:]])),
+        lambda f: [
+            f"{f / 'corpus.jsonl'}:2:",
+            "missing field '_id'",
+            "found fields ['id', 'text']",
+            "expected a '_id' field",
+        ],
+    ),
     "corpus-missing-text-and-title": DataCase(
-        _write("corpus.jsonl", jsonl(TINY_CORPUS[:2] + [{"_id": "d3", "body": "x"}] + TINY_CORPUS[3:])),
-        lambda f: [f"{f / 'corpus.jsonl'}:3:", "missing field 'text'", "found fields ['_id', 'body']"]),
+        _write("corpus.jsonl", jsonl([*TINY_CORPUS[:2], {"_id": "d3", "body": "x"}, *TINY_CORPUS[3:]])),
+        lambda f: [f"{f / 'corpus.jsonl'}:3:", "missing field 'text'", "found fields ['_id', 'body']"],
+    ),
     "queries-missing-id": DataCase(
-        _write("queries.jsonl", jsonl(TINY_QUERIES[:3] + [{"text": "no id here"}])),
-        lambda f: [f"{f / 'queries.jsonl'}:4:", "missing field '_id'", "found fields ['text']"]),
+        _write("queries.jsonl", jsonl([*TINY_QUERIES[:3], {"text": "no id here"}])),
+        lambda f: [f"{f / 'queries.jsonl'}:4:", "missing field '_id'", "found fields ['text']"],
+    ),
     "queries-missing-text": DataCase(
-        _write("queries.jsonl", jsonl([{"_id": "q1", "query": "reset password"}] + TINY_QUERIES[1:])),
-        lambda f: [f"{f / 'queries.jsonl'}:1:", "missing field 'text'", "found fields ['_id', 'query']",
-                   "expected a 'text' field"]),
+        _write("queries.jsonl", jsonl([{"_id": "q1", "query": "reset password"}, *TINY_QUERIES[1:]])),
+        lambda f: [
+            f"{f / 'queries.jsonl'}:1:",
+            "missing field 'text'",
+            "found fields ['_id', 'query']",
+            "expected a 'text' field",
+        ],
+    ),
     "corpus-id-is-list": DataCase(
-        _write("corpus.jsonl", jsonl(TINY_CORPUS[:2] + [{"_id": ["d3"], "text": "a list id"}] + TINY_CORPUS[3:])),
-        lambda f: [f"{f / 'corpus.jsonl'}:3:", "field '_id' has the wrong type", "found list",
-                   "expected a string"]),
+        _write("corpus.jsonl", jsonl([*TINY_CORPUS[:2], {"_id": ["d3"], "text": "a list id"}, *TINY_CORPUS[3:]])),
+        lambda f: [f"{f / 'corpus.jsonl'}:3:", "field '_id' has the wrong type", "found list", "expected a string"],
+    ),
     "queries-text-is-number": DataCase(
-        _write("queries.jsonl", jsonl(TINY_QUERIES[:1] + [{"_id": "q2", "text": 1.5}] + TINY_QUERIES[2:])),
-        lambda f: [f"{f / 'queries.jsonl'}:2:", "field 'text' has the wrong type", "found float"]),
+        _write("queries.jsonl", jsonl([*TINY_QUERIES[:1], {"_id": "q2", "text": 1.5}, *TINY_QUERIES[2:]])),
+        lambda f: [f"{f / 'queries.jsonl'}:2:", "field 'text' has the wrong type", "found float"],
+    ),
     "corpus-empty-id": DataCase(
-        _write("corpus.jsonl", jsonl(TINY_CORPUS + [{"_id": "  ", "text": "blank id"}])),
-        lambda f: [f"{f / 'corpus.jsonl'}:6:", "empty '_id'", "expected a non-empty document id"]),
+        _write("corpus.jsonl", jsonl([*TINY_CORPUS, {"_id": "  ", "text": "blank id"}])),
+        lambda f: [f"{f / 'corpus.jsonl'}:6:", "empty '_id'", "expected a non-empty document id"],
+    ),
     "queries-empty-id": DataCase(
-        _write("queries.jsonl", jsonl(TINY_QUERIES[:2] + [{"_id": "", "text": "blank id"}] + TINY_QUERIES[2:])),
-        lambda f: [f"{f / 'queries.jsonl'}:3:", "empty '_id'", "expected a non-empty query id"]),
+        _write("queries.jsonl", jsonl([*TINY_QUERIES[:2], {"_id": "", "text": "blank id"}, *TINY_QUERIES[2:]])),
+        lambda f: [f"{f / 'queries.jsonl'}:3:", "empty '_id'", "expected a non-empty query id"],
+    ),
     "corpus-duplicate-id": DataCase(
-        _write("corpus.jsonl", jsonl(TINY_CORPUS + [{"_id": "d2", "text": "again"}])),
-        lambda f: [f"{f / 'corpus.jsonl'}:6:", "duplicate document id 'd2' (first at line 2)",
-                   "expected unique '_id' values"]),
+        _write("corpus.jsonl", jsonl([*TINY_CORPUS, {"_id": "d2", "text": "again"}])),
+        lambda f: [
+            f"{f / 'corpus.jsonl'}:6:",
+            "duplicate document id 'd2' (first at line 2)",
+            "expected unique '_id' values",
+        ],
+    ),
     "queries-duplicate-id": DataCase(
-        _write("queries.jsonl", jsonl(TINY_QUERIES + [{"_id": "q1", "text": "again"}])),
-        lambda f: [f"{f / 'queries.jsonl'}:5:", "duplicate query id 'q1' (first at line 1)"]),
+        _write("queries.jsonl", jsonl([*TINY_QUERIES, {"_id": "q1", "text": "again"}])),
+        lambda f: [f"{f / 'queries.jsonl'}:5:", "duplicate query id 'q1' (first at line 1)"],
+    ),
     "qrels-two-columns": DataCase(
         _qrels("q1\td1\t2\nq1\td4\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:3:", "wrong number of columns (2)", "found 'q1\\td4'",
-                   "expected 3 tab-separated columns"]),
+        lambda f: [
+            f"{f / 'qrels' / 'test.tsv'}:3:",
+            "wrong number of columns (2)",
+            "found 'q1\\td4'",
+            "expected 3 tab-separated columns",
+        ],
+    ),
     "qrels-four-columns": DataCase(
         _qrels("q1\t0\td1\t2\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:2:", "wrong number of columns (4)",
-                   "expected 3 tab-separated columns"]),
+        lambda f: [f"{f / 'qrels' / 'test.tsv'}:2:", "wrong number of columns (4)", "expected 3 tab-separated columns"],
+    ),
     "qrels-space-separated": DataCase(
-        _qrels("q1\td1\t2\nq1 d4 1\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:3:", "wrong number of columns (1)"]),
+        _qrels("q1\td1\t2\nq1 d4 1\n"), lambda f: [f"{f / 'qrels' / 'test.tsv'}:3:", "wrong number of columns (1)"]
+    ),
     "qrels-float-score": DataCase(
         _qrels("q1\td1\t2\nq1\td4\t1.5\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:3:", "relevance score is not an integer", "found '1.5'",
-                   "expected an integer grade"]),
+        lambda f: [
+            f"{f / 'qrels' / 'test.tsv'}:3:",
+            "relevance score is not an integer",
+            "found '1.5'",
+            "expected an integer grade",
+        ],
+    ),
     "qrels-word-score": DataCase(
         _qrels("q1\td1\tabc\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:2:", "relevance score is not an integer", "found 'abc'"]),
+        lambda f: [f"{f / 'qrels' / 'test.tsv'}:2:", "relevance score is not an integer", "found 'abc'"],
+    ),
     "qrels-unknown-query": DataCase(
         _qrels("q1\td1\t2\nq2\td2\t1\nq7\td3\t1\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:4:", "'q7'", "not in queries.jsonl"]),
+        lambda f: [f"{f / 'qrels' / 'test.tsv'}:4:", "'q7'", "not in queries.jsonl"],
+    ),
     "qrels-unknown-document": DataCase(
-        _qrels("q1\td1\t2\nq1\td99\t1\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:3:", "'d99'", "not in the corpus"]),
+        _qrels("q1\td1\t2\nq1\td99\t1\n"), lambda f: [f"{f / 'qrels' / 'test.tsv'}:3:", "'d99'", "not in the corpus"]
+    ),
     "corpus-empty-file": DataCase(
         _write("corpus.jsonl", ""),
-        lambda f: [str(f / "corpus.jsonl"), "empty corpus", "expected at least one document"]),
+        lambda f: [str(f / "corpus.jsonl"), "empty corpus", "expected at least one document"],
+    ),
     "corpus-blank-lines-only": DataCase(
-        _write("corpus.jsonl", "\n  \n\n"),
-        lambda f: [str(f / "corpus.jsonl"), "empty corpus"]),
+        _write("corpus.jsonl", "\n  \n\n"), lambda f: [str(f / "corpus.jsonl"), "empty corpus"]
+    ),
     "queries-empty-file": DataCase(
-        _write("queries.jsonl", ""),
-        lambda f: [str(f / "queries.jsonl"), "no queries", "expected at least one query"]),
+        _write("queries.jsonl", ""), lambda f: [str(f / "queries.jsonl"), "no queries", "expected at least one query"]
+    ),
     "qrels-header-only": DataCase(
-        _qrels(""),
-        lambda f: [str(f / "qrels" / "test.tsv"), "no judgments", "expected at least one qrels row"]),
+        _qrels(""), lambda f: [str(f / "qrels" / "test.tsv"), "no judgments", "expected at least one qrels row"]
+    ),
     "corpus-not-utf8": DataCase(
-        _write("corpus.jsonl", jsonl(TINY_CORPUS[:3]).encode()
-               + b'{"_id": "d4", "text": "caf\xe9 au lait"}\n' + jsonl(TINY_CORPUS[4:]).encode()),
-        lambda f: [f"{f / 'corpus.jsonl'}:4:", "not valid UTF-8", "found byte 0xe9 at column 27",
-                   "expected UTF-8", "iconv"]),
+        _write(
+            "corpus.jsonl",
+            jsonl(TINY_CORPUS[:3]).encode()
+            + b'{"_id": "d4", "text": "caf\xe9 au lait"}\n'
+            + jsonl(TINY_CORPUS[4:]).encode(),
+        ),
+        lambda f: [
+            f"{f / 'corpus.jsonl'}:4:",
+            "not valid UTF-8",
+            "found byte 0xe9 at column 27",
+            "expected UTF-8",
+            "iconv",
+        ],
+    ),
     "queries-not-utf8": DataCase(
         _write("queries.jsonl", b'{"_id": "q1", "text": "\xff\xfe"}\n'),
-        lambda f: [f"{f / 'queries.jsonl'}:1:", "not valid UTF-8", "found byte 0xff"]),
+        lambda f: [f"{f / 'queries.jsonl'}:1:", "not valid UTF-8", "found byte 0xff"],
+    ),
     "qrels-not-utf8": DataCase(
         _write("qrels/test.tsv", b"query-id\tcorpus-id\tscore\nq\xe91\td1\t1\n"),
-        lambda f: [f"{f / 'qrels' / 'test.tsv'}:2:", "not valid UTF-8", "found byte 0xe9 at column 2"]),
+        lambda f: [f"{f / 'qrels' / 'test.tsv'}:2:", "not valid UTF-8", "found byte 0xe9 at column 2"],
+    ),
     "corpus-gz-truncated": DataCase(
         _corpus_gz_truncated,
-        lambda f: [f"{f / 'corpus.jsonl.gz'}:", "cannot read file", "end-of-stream", "expected a complete gzip file"]),
+        lambda f: [f"{f / 'corpus.jsonl.gz'}:", "cannot read file", "end-of-stream", "expected a complete gzip file"],
+    ),
     "corpus-gz-not-gzip": DataCase(
-        _corpus_gz_not_gzip,
-        lambda f: [f"{f / 'corpus.jsonl.gz'}:1:", "cannot read file", "gzip"]),
+        _corpus_gz_not_gzip, lambda f: [f"{f / 'corpus.jsonl.gz'}:1:", "cannot read file", "gzip"]
+    ),
 }
 
 
@@ -230,8 +297,7 @@ def test_missing_dataset_folder(tmp_path: Path, capsys, monkeypatch: pytest.Monk
     monkeypatch.delenv("EMBEDLAB_DATA", raising=False)
     missing = tmp_path / "no-such-dataset"
     code, stdout, stderr, out = run_eval_cli(missing, tmp_path, capsys)
-    assert_clean_failure(code, stdout, stderr, out, str(missing), "not found", "not a folder",
-                         "EMBEDLAB_DATA")
+    assert_clean_failure(code, stdout, stderr, out, str(missing), "not found", "not a folder", "EMBEDLAB_DATA")
 
 
 def test_dataset_name_did_you_mean(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,15 +306,24 @@ def test_dataset_name_did_you_mean(tmp_path: Path, capsys, monkeypatch: pytest.M
     write_beir(data / "nfcorpus")
     monkeypatch.setenv("EMBEDLAB_DATA", str(data))
     code, stdout, stderr, out = run_eval_cli("scifac", tmp_path, capsys)
-    assert_clean_failure(code, stdout, stderr, out, "'scifac' not found", f"$EMBEDLAB_DATA={data}",
-                         "Did you mean 'scifact'?", "nfcorpus, scifact")
+    assert_clean_failure(
+        code,
+        stdout,
+        stderr,
+        out,
+        "'scifac' not found",
+        f"$EMBEDLAB_DATA={data}",
+        "Did you mean 'scifact'?",
+        "nfcorpus, scifact",
+    )
 
 
-def test_dataset_name_found_in_embedlab_data_still_validated(tmp_path: Path, capsys,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_name_found_in_embedlab_data_still_validated(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A dataset found by name reports the real file path of its defect."""
     data = tmp_path / "datasets"
-    folder = write_beir(data / "scifact", qrels=TINY_QRELS + [("q3", "d404", 1)])
+    folder = write_beir(data / "scifact", qrels=[*TINY_QRELS, ("q3", "d404", 1)])
     monkeypatch.setenv("EMBEDLAB_DATA", str(data))
     code, stdout, stderr, out = run_eval_cli("scifact", tmp_path, capsys)
     assert_clean_failure(code, stdout, stderr, out, f"{folder / 'qrels' / 'test.tsv'}:7:", "'d404'")
@@ -265,8 +340,23 @@ def test_bad_second_dataset_stops_before_any_model_runs(tmp_path: Path, capsys) 
     good = write_beir(tmp_path / "good")
     bad = write_beir(tmp_path / "bad", qrels=[("q1", "d1", 1), ("q1", "d1x", 1)])
     out = tmp_path / "out"
-    code = main(["eval", "-d", str(good), "-d", str(bad), "-m", "hashing", "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--latency-queries", "2"])
+    code = main(
+        [
+            "eval",
+            "-d",
+            str(good),
+            "-d",
+            str(bad),
+            "-m",
+            "hashing",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--latency-queries",
+            "2",
+        ]
+    )
     captured = capsys.readouterr()
     assert_clean_failure(code, captured.out, captured.err, out, f"{bad / 'qrels' / 'test.tsv'}:3:", "'d1x'")
 
@@ -286,11 +376,20 @@ def test_bad_second_dataset_stops_before_any_model_runs(tmp_path: Path, capsys) 
         ("hashing:dim=8,cls", ["cannot read model option 'cls'", "'hashing:dim=8,cls'", "expected key=value"]),
         ("hashing:dim", ["cannot load model 'hashing:dim'", "Did you mean 'hashing'?"]),
     ],
-    ids=["unknown-kind", "unknown-model-name", "unknown-option", "option-out-of-range", "option-not-allowed",
-         "option-not-bool", "option-without-value", "option-without-equals"],
+    ids=[
+        "unknown-kind",
+        "unknown-model-name",
+        "unknown-option",
+        "option-out-of-range",
+        "option-not-allowed",
+        "option-not-bool",
+        "option-without-value",
+        "option-without-equals",
+    ],
 )
-def test_bad_model_is_one_clear_line(model: str, needles: list[str], tiny_dataset: Path, tmp_path: Path,
-                                     capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_model_is_one_clear_line(
+    model: str, needles: list[str], tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, stdout, stderr, out = run_eval_cli(tiny_dataset, tmp_path, capsys, model=model)
     assert_clean_failure(code, stdout, stderr, out, *needles)
@@ -298,8 +397,23 @@ def test_bad_model_is_one_clear_line(model: str, needles: list[str], tiny_datase
 
 def test_unknown_model_among_good_ones_stops_before_any_work(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    code = main(["eval", "-d", str(tiny_dataset), "-m", "bm25", "-m", "hashhing", "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--latency-queries", "2"])
+    code = main(
+        [
+            "eval",
+            "-d",
+            str(tiny_dataset),
+            "-m",
+            "bm25",
+            "-m",
+            "hashhing",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--latency-queries",
+            "2",
+        ]
+    )
     captured = capsys.readouterr()
     assert_clean_failure(code, captured.out, captured.err, out, "'hashhing'", "Did you mean 'hashing'?")
 
@@ -315,8 +429,8 @@ def test_unknown_model_among_good_ones_stops_before_any_work(tiny_dataset: Path,
     ],
     ids=["unknown-metric", "metric-without-cutoff", "metric-cutoff-zero", "metric-cutoff-word", "metric-no-name"],
 )
-def test_bad_metric_is_one_clear_line(metric: str, needles: list[str], tiny_dataset: Path, tmp_path: Path,
-                                      capsys) -> None:
-    code, stdout, stderr, out = run_eval_cli(tiny_dataset, tmp_path, capsys, "--metric", "ndcg@10",
-                                             "--metric", metric)
+def test_bad_metric_is_one_clear_line(
+    metric: str, needles: list[str], tiny_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    code, stdout, stderr, out = run_eval_cli(tiny_dataset, tmp_path, capsys, "--metric", "ndcg@10", "--metric", metric)
     assert_clean_failure(code, stdout, stderr, out, *needles)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -16,30 +14,24 @@ from embedlab.encoders.spec import ModelSpec
 from embedlab.select.analysis import Constraints
 from embedlab.select.report import write_selection
 from embedlab.select.run import SelectSpec, run_selection
-from tests.test_select import single_char_dataset
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-         "--no-first-run", "--disable-component-update", "--disable-sync"]
-
-
-def _browser_or_skip() -> None:
-    pytest.importorskip("playwright")
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: `make test` installs it (apt-get install chromium)")
-        pytest.skip("Debian chromium not installed (make test installs it)")
+from tests.helpers import CHROMIUM, FLAGS, browser_or_skip, single_char_dataset
 
 
 @pytest.fixture
 def served_report(tmp_path: Path):
     dataset = single_char_dataset(tmp_path / "synth", n_queries=30)
     second = single_char_dataset(tmp_path / "synth2", n_queries=30, seed=1)
-    spec = SelectSpec(datasets=(str(dataset), str(second)), candidates=(
-        ModelSpec(model="hashing", dim=256, delay_ms=5, label="dense-256"),
-        ModelSpec(model="hashing", dim=16, label="dense-16"),
-        ModelSpec(model="bm25")), constraints=Constraints(max_p95_ms=100, price_per_hour=0.5),
-        cache_dir=tmp_path / "cache", latency_queries=10)
+    spec = SelectSpec(
+        datasets=(str(dataset), str(second)),
+        candidates=(
+            ModelSpec(model="hashing", dim=256, delay_ms=5, label="dense-256"),
+            ModelSpec(model="hashing", dim=16, label="dense-16"),
+            ModelSpec(model="bm25"),
+        ),
+        constraints=Constraints(max_p95_ms=100, price_per_hour=0.5),
+        cache_dir=tmp_path / "cache",
+        latency_queries=10,
+    )
     report, selection = run_selection(spec)
     out = tmp_path / "site"
     write_selection(selection, report, out)
@@ -52,7 +44,7 @@ def served_report(tmp_path: Path):
 
 
 def test_selection_page_renders_in_chromium(served_report, tmp_path: Path) -> None:
-    _browser_or_skip()
+    browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     url, selection = served_report

@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from embedlab.serve import ServeConfig, create_app  # noqa: E402
-from tests.serve_fixtures import build_collection, make_library, running  # noqa: E402
-from tests.test_browser_report import CHROMIUM, FLAGS, _browser_or_skip  # noqa: E402
+from embedlab.serve import ServeConfig, create_app
+from tests.helpers import CHROMIUM, FLAGS, browser_or_skip
+from tests.serve_fixtures import build_collection, make_library, running
 
 
 def test_search_page_feedback_lands_in_sqlite(tmp_path: Path) -> None:
-    _browser_or_skip()
+    browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
     root = tmp_path / "collections"
@@ -60,8 +60,9 @@ def test_search_page_feedback_lands_in_sqlite(tmp_path: Path) -> None:
         browser.close()
 
     db = sqlite3.connect(root / "lib" / "feedback.sqlite")
-    rows = db.execute("SELECT kind, query, chunk_id, path, page, rank, mode, result_ids FROM feedback "
-                      "ORDER BY id").fetchall()
+    rows = db.execute(
+        "SELECT kind, query, chunk_id, path, page, rank, mode, result_ids FROM feedback ORDER BY id"
+    ).fetchall()
     db.close()
     assert rows[0][:7] == ("up", "fresnel lens beam", chunk, "manuals/lighthouse.pdf", 2, 1, "bm25")
     assert json.loads(rows[0][7]) == shown

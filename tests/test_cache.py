@@ -20,8 +20,18 @@ from embedlab.encoders.fake import HashingEncoder
 from embedlab.encoders.spec import ModelSpec
 
 TEXTS = [f"document number {i} about topic {i % 7}" for i in range(50)]
-BASE = Fingerprint(kind="transformer", model="m", weights="sha-a", backend="onnx", pooling="mean", normalize=True,
-                   max_length=256, precision="fp32", query_prompt="", document_prompt="")
+BASE = Fingerprint(
+    kind="transformer",
+    model="m",
+    weights="sha-a",
+    backend="onnx",
+    pooling="mean",
+    normalize=True,
+    max_length=256,
+    precision="fp32",
+    query_prompt="",
+    document_prompt="",
+)
 
 
 class CountingEncoder(HashingEncoder):
@@ -72,7 +82,8 @@ def test_prompts_and_roles_never_share(tmp_path: Path) -> None:
     assert len(spaces) == 4
     # a prompt for the other role does not change this role's space (it does not change its vectors)
     assert cache.space(replace(BASE, query_prompt="query: ").for_role("document"), 4) == cache.space(
-        BASE.for_role("document"), 4)
+        BASE.for_role("document"), 4
+    )
 
 
 def test_prompted_and_plain_vectors_are_kept_apart(tmp_path: Path) -> None:
@@ -115,6 +126,7 @@ def test_interrupted_encoding_keeps_finished_batches(tmp_path: Path) -> None:
     stats = EncodeStats()
     out = resumed.encode(TEXTS, role="document", cache=cache, stats=stats)
     assert stats.cache_hits == 30 and resumed.encoded_texts == 20
+    # exact: the hashing encoder's vectors are integer counts, normalised the same way in the same process
     np.testing.assert_allclose(out, resumed.encode(TEXTS, role="document"), rtol=0, atol=0)
 
 

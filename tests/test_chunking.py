@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import random
 import re
 from collections.abc import Callable
@@ -14,12 +15,36 @@ from embedlab.data.chunking import Chunk, chunk_document, count_words, tokenizer
 from embedlab.data.ingest import Page, SourceDocument
 from embedlab.errors import EmbedlabError
 
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+]
 
 
 def make_doc(*pages: str) -> SourceDocument:
-    return SourceDocument(path=Path("lib/doc.txt"), relative="doc.txt", sha256="0" * 64, kind="text",
-                          pages=tuple(Page(number, text) for number, text in enumerate(pages, start=1)))
+    return SourceDocument(
+        path=Path("lib/doc.txt"),
+        relative="doc.txt",
+        sha256="0" * 64,
+        kind="text",
+        pages=tuple(Page(number, text) for number, text in enumerate(pages, start=1)),
+    )
 
 
 def sentence(rng: random.Random, words: int) -> str:
@@ -33,15 +58,16 @@ def random_page(seed: int, paragraphs: int = 6) -> str:
     )
 
 
-def check_invariants(doc: SourceDocument, chunks: list[Chunk], max_tokens: int,
-                     count: Callable[[str], int] = count_words) -> None:
+def check_invariants(
+    doc: SourceDocument, chunks: list[Chunk], max_tokens: int, count: Callable[[str], int] = count_words
+) -> None:
     assert [chunk.index for chunk in chunks] == list(range(len(chunks)))
     for chunk in chunks:
         page = doc.pages[chunk.page - 1]
         assert page.number == chunk.page
         assert chunk.doc == doc.relative
         assert 0 <= chunk.char_start < chunk.char_end <= len(page.text)
-        assert chunk.text == page.text[chunk.char_start:chunk.char_end]
+        assert chunk.text == page.text[chunk.char_start : chunk.char_end]
         assert chunk.text == chunk.text.strip()
         assert chunk.tokens == count(chunk.text) <= max_tokens
     # every word of every page is in some chunk of that page
@@ -49,7 +75,7 @@ def check_invariants(doc: SourceDocument, chunks: list[Chunk], max_tokens: int,
         covered = [False] * len(page.text)
         for chunk in chunks:
             if chunk.page == page.number:
-                covered[chunk.char_start:chunk.char_end] = [True] * (chunk.char_end - chunk.char_start)
+                covered[chunk.char_start : chunk.char_end] = [True] * (chunk.char_end - chunk.char_start)
         assert all(covered[i] for i, char in enumerate(page.text) if not char.isspace())
 
 
@@ -96,8 +122,8 @@ def test_consecutive_chunks_overlap_by_whole_sentences() -> None:
     chunks = chunk_document(doc, max_tokens=30, overlap=12)
     check_invariants(doc, chunks, 30)
     assert len(chunks) > 3
-    for previous, chunk in zip(chunks, chunks[1:]):
-        shared = page[chunk.char_start:previous.char_end]
+    for previous, chunk in itertools.pairwise(chunks):
+        shared = page[chunk.char_start : previous.char_end]
         assert chunk.char_start < previous.char_end  # they overlap ...
         assert count_words(shared) == 10  # ... by the two whole sentences that fit in 12 words
         assert shared[0].isupper() and shared.endswith(".")
@@ -108,15 +134,15 @@ def test_overlap_falls_back_to_words_when_the_last_sentence_is_too_long() -> Non
     rng = random.Random(8)
     page = " ".join(sentence(rng, 9) for _ in range(12))
     chunks = chunk_document(make_doc(page), max_tokens=20, overlap=4)
-    for previous, chunk in zip(chunks, chunks[1:]):
-        assert count_words(page[chunk.char_start:previous.char_end]) == 4
+    for previous, chunk in itertools.pairwise(chunks):
+        assert count_words(page[chunk.char_start : previous.char_end]) == 4
 
 
 def test_zero_overlap_means_disjoint_chunks() -> None:
     doc = make_doc(random_page(9))
     chunks = chunk_document(doc, max_tokens=20, overlap=0)
     check_invariants(doc, chunks, 20)
-    for previous, chunk in zip(chunks, chunks[1:]):
+    for previous, chunk in itertools.pairwise(chunks):
         assert chunk.char_start >= previous.char_end
 
 
@@ -195,8 +221,8 @@ def test_a_sentence_longer_than_the_budget_is_split_between_words() -> None:
     for chunk in middle:
         assert chunk.char_end == len(page) or page[chunk.char_end].isspace()  # cut between words
         assert chunk.char_start == 0 or page[chunk.char_start - 1].isspace()
-    for previous, chunk in zip(middle, middle[1:]):
-        assert count_words(page[chunk.char_start:previous.char_end]) == 5
+    for previous, chunk in itertools.pairwise(middle):
+        assert count_words(page[chunk.char_start : previous.char_end]) == 5
 
 
 def test_the_overlap_shrinks_rather_than_split_a_sentence_that_fits_alone() -> None:

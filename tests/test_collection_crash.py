@@ -35,8 +35,13 @@ def _cli(args: list[str], root: Path, cache: Path, crash_at: str | None = None) 
     env.pop("EMBEDLAB_CRASH_AT", None)
     if crash_at is not None:
         env["EMBEDLAB_CRASH_AT"] = crash_at
-    return subprocess.Popen([sys.executable, "-m", "embedlab.cli.main", "-q", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "embedlab.cli.main", "-q", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _change(library: Path) -> None:
@@ -92,8 +97,24 @@ def test_update_killed_at_each_stage(tmp_path: Path, stage: str) -> None:
 def test_first_build_killed_then_rerun(tmp_path: Path) -> None:
     root, cache = tmp_path / "collections", tmp_path / "cache"
     library = write_library(tmp_path / "library", {**LIBRARY, **EXTRA})
-    proc = _cli(["index", "build", str(library), "--collection", "lib", "--model", "hashing:dim=64",
-                 "--chunk-tokens", "40", "--overlap", "8"], root, cache, crash_at="encoded")
+    proc = _cli(
+        [
+            "index",
+            "build",
+            str(library),
+            "--collection",
+            "lib",
+            "--model",
+            "hashing:dim=64",
+            "--chunk-tokens",
+            "40",
+            "--overlap",
+            "8",
+        ],
+        root,
+        cache,
+        crash_at="encoded",
+    )
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     with pytest.raises(EmbedlabError, match="has no finished build yet"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from embedlab.collection import build, info, open_collection
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 pytestmark = pytest.mark.model
 
@@ -25,8 +25,7 @@ def test_minilm_collection_finds_the_right_pages(tmp_path: Path) -> None:
         shutil.copyfile(folder / name, library / name)
     root = tmp_path / "collections"
     # torch backend: no ONNX export into the per-session test cache (keeps the test well under 30 s)
-    report = build(library, "pdfs", model_spec="all-MiniLM-L6-v2:backend=torch", root=root, max_tokens=128,
-                   overlap=16)
+    report = build(library, "pdfs", model_spec="all-MiniLM-L6-v2:backend=torch", root=root, max_tokens=128, overlap=16)
     assert report.files == 2 and report.chunks > 6 and not report.skipped
     data = info("pdfs", root=root)
     assert data["chunking"]["counter"] == "model tokenizer" and data["dim"] == 384

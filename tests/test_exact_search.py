@@ -10,6 +10,7 @@ import pytest
 
 import embedlab.index.exact as exact
 from embedlab.index.exact import ExactIndex, top_k
+from tests.float_tolerance import assert_same_ranking, float32_tolerance
 
 
 def _brute(queries: np.ndarray, docs: np.ndarray, k: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,8 +24,9 @@ def _brute(queries: np.ndarray, docs: np.ndarray, k: int, order: np.ndarray) -> 
     [(1, 1, 1), (5, 20, 3), (7, 23, 7), (10, 50, 8), (13, 61, 100), (4, 6, 10), (9, 100, 100), (3, 35, 14)],
 )
 @pytest.mark.parametrize("blocks", [(3, 7), (4, 16), (256, 32_768)])
-def test_top_k_equals_full_sort(monkeypatch: pytest.MonkeyPatch, n_queries: int, n_docs: int, k: int,
-                                blocks: tuple[int, int]) -> None:
+def test_top_k_equals_full_sort(
+    monkeypatch: pytest.MonkeyPatch, n_queries: int, n_docs: int, k: int, blocks: tuple[int, int]
+) -> None:
     monkeypatch.setattr(exact, "QUERY_BLOCK", blocks[0])
     monkeypatch.setattr(exact, "DOC_BLOCK", blocks[1])
     rng = np.random.default_rng(n_queries * 1000 + n_docs + k)
@@ -50,9 +52,12 @@ def test_top_k_float_data_matches_full_sort(monkeypatch: pytest.MonkeyPatch, blo
     docs = rng.standard_normal((97, 16)).astype(np.float32)
     scores, indices = top_k(queries, docs, 10)
     full = queries.astype(np.float64) @ docs.astype(np.float64).T
-    want = np.argsort(-full, axis=1, kind="stable")[:, :10]
-    np.testing.assert_array_equal(indices, want)
-    np.testing.assert_allclose(scores, np.take_along_axis(full, want, axis=1), rtol=0, atol=1e-5)
+    # float32 BLAS scores against exact float64 ones: a 16-term sum whose |terms| add up to at most
+    # max(|q| @ |d|.T); the kernel (AVX2, AVX-512) and thread count only move the rounding.  Two documents
+    # closer than that may come in either order on another machine, so the order is checked up to it.
+    noise = float32_tolerance(scale=float((np.abs(queries) @ np.abs(docs).T).max()), terms=16)
+    assert_same_ranking(indices, full, tolerance=noise)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, indices, axis=1), rtol=0, atol=noise)
 
 
 def test_exact_index_search_uses_string_id_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,25 +70,25 @@ def test_exact_index_search_uses_string_id_order(monkeypatch: pytest.MonkeyPatch
     scores, indices = index.search(np.array([[1, 1], [1, 0], [0, 0]], dtype=np.float64), 9)
     want_s, want_i = _brute(np.array([[1, 1], [1, 0], [0, 0]]), vectors, 9, index.id_order)
     np.testing.assert_array_equal(indices, want_i)
-    np.testing.assert_array_equal(scores, want_s)
+    np.testing.assert_array_equal(scores, want_s)  # 0/1 vectors: exact scores on any kernel
     assert [index.doc_ids[j] for j in indices[2]] == sorted(doc_ids)[:9]  # all scores 0: string order
     assert index.memory_bytes == 31 * 2 * 4
 
 
 def test_score_blocks_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """2,000 queries x 50,000 documents, k=10: every score array ``_select`` sees is at most
+    """2,000 queries x 50,000 documents, k=10: every score array ``select_top`` sees is at most
     QUERY_BLOCK x DOC_BLOCK, and peak memory stays well below the full score matrix."""
     rng = np.random.default_rng(0)
     queries = rng.standard_normal((2_000, 8)).astype(np.float32)
     docs = rng.standard_normal((50_000, 8)).astype(np.float32)
     seen: list[tuple[int, int]] = []
-    select = exact._select
+    select = exact.select_top
 
     def recording(scores: np.ndarray, ids: np.ndarray, order: np.ndarray, k: int):
         seen.append(scores.shape)
         return select(scores, ids, order, k)
 
-    monkeypatch.setattr(exact, "_select", recording)
+    monkeypatch.setattr(exact, "select_top", recording)
     tracemalloc.start()
     try:
         scores, indices = top_k(queries, docs, 10)
@@ -98,5 +103,6 @@ def test_score_blocks_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     full_matrix = 2_000 * 50_000 * 4
     assert peak < full_matrix / 2, f"peak {peak / 2**20:.0f} MiB vs full matrix {full_matrix / 2**20:.0f} MiB"
     sample = rng.choice(2_000, size=5, replace=False)
-    want = np.argsort(-(queries[sample].astype(np.float64) @ docs.T.astype(np.float64)), axis=1)[:, :10]
-    np.testing.assert_array_equal(indices[sample], want)
+    reference = queries[sample].astype(np.float64) @ docs.T.astype(np.float64)
+    noise = float32_tolerance(scale=float((np.abs(queries[sample]) @ np.abs(docs).T).max()), terms=8)
+    assert_same_ranking(indices[sample], reference, tolerance=noise)  # near-ties may swap on other kernels

@@ -18,7 +18,7 @@ from embedlab.train.leakage import check_leakage
 from embedlab.train.loop import no_duplicate_batches
 from embedlab.train.mining import MiningConfig, mine_hard_negatives
 from embedlab.train.verdict import MetricComparison, Side, Verdict
-from tests.conftest import write_beir
+from tests.helpers import write_beir
 
 
 def _jsonl(path: Path, rows: list[object]) -> Path:
@@ -41,36 +41,61 @@ def test_beir_train_split_gives_one_example_per_relevant_pair(tmp_path: Path) ->
 
 
 def test_pairs_triplets_and_clicks(tmp_path: Path) -> None:
-    pairs = load_training_set(_jsonl(tmp_path / "p.jsonl", [{"query": "a", "positive": "A"},
-                                                             {"query": "b", "positive": "B", "query_id": "7"}]))
+    pairs = load_training_set(
+        _jsonl(
+            tmp_path / "p.jsonl", [{"query": "a", "positive": "A"}, {"query": "b", "positive": "B", "query_id": "7"}]
+        )
+    )
     assert pairs.format == "pairs" and [e.positive for e in pairs.examples] == ["A", "B"]
     assert pairs.examples[1].query_id == "7" and pairs.given_ids
-    triplets = load_training_set(_jsonl(tmp_path / "t.jsonl", [{"query": "a", "positive": "A", "negative": "X"},
-                                                                {"query": "b", "positive": "B", "negative": ["Y", "Z"]}]))
+    triplets = load_training_set(
+        _jsonl(
+            tmp_path / "t.jsonl",
+            [{"query": "a", "positive": "A", "negative": "X"}, {"query": "b", "positive": "B", "negative": ["Y", "Z"]}],
+        )
+    )
     assert triplets.format == "triplets" and not triplets.given_ids
     assert [e.negatives for e in triplets.examples] == [("X",), ("Y", "Z")]
     assert set(triplets.passages.values()) == {"A", "B", "X", "Y", "Z"}
-    clicks = load_training_set(_jsonl(tmp_path / "c.jsonl", [
-        {"query": "a", "clicked": "s3", "shown": ["s1", "s2", "s3", "s4"]},
-        {"query": "b", "clicked": ["s2", "s4"], "shown": ["s1", "s2", "s3", "s4", "s5"]},
-    ]))
+    clicks = load_training_set(
+        _jsonl(
+            tmp_path / "c.jsonl",
+            [
+                {"query": "a", "clicked": "s3", "shown": ["s1", "s2", "s3", "s4"]},
+                {"query": "b", "clicked": ["s2", "s4"], "shown": ["s1", "s2", "s3", "s4", "s5"]},
+            ],
+        )
+    )
     assert clicks.format == "clicks"
     # skip-above: results shown above the last click and not clicked are negatives; below it, unused
     assert [(e.query, e.positive, e.negatives) for e in clicks.examples] == [
-        ("a", "s3", ("s1", "s2")), ("b", "s2", ("s1", "s3")), ("b", "s4", ("s1", "s3"))]
+        ("a", "s3", ("s1", "s2")),
+        ("b", "s2", ("s1", "s3")),
+        ("b", "s4", ("s1", "s3")),
+    ]
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    ([{"query": "a", "positive": "A"}, {"query": "b"}], "missing field 'positive'"),
-    ([{"query": "a", "positive": "A"}, {"query": "b", "positive": 3.5}], "wrong type"),
-    ([{"query": "a", "positive": "A"}, {"query": "", "positive": "B"}], "empty 'query'"),
-    ([{"query": "a", "positive": "A"}, {"query": "b", "positive": "B", "negative": "C"}], "unexpected field 'negative'"),
-    ([{"query": "a", "positive": "A"}, "{not json"], "malformed JSON"),
-    ([{"query": "a", "clicked": "x", "shown": ["y"]}, {"query": "a", "clicked": "x", "shown": ["x"]}],
-     "a clicked result is not in 'shown'"),
-    ([{"query": "a", "positive": "A", "negative": []}, {"query": "a", "positive": "A", "negative": "B"}],
-     "must list non-empty texts"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"query": "a", "positive": "A"}, {"query": "b"}], "missing field 'positive'"),
+        ([{"query": "a", "positive": "A"}, {"query": "b", "positive": 3.5}], "wrong type"),
+        ([{"query": "a", "positive": "A"}, {"query": "", "positive": "B"}], "empty 'query'"),
+        (
+            [{"query": "a", "positive": "A"}, {"query": "b", "positive": "B", "negative": "C"}],
+            "unexpected field 'negative'",
+        ),
+        ([{"query": "a", "positive": "A"}, "{not json"], "malformed JSON"),
+        (
+            [{"query": "a", "clicked": "x", "shown": ["y"]}, {"query": "a", "clicked": "x", "shown": ["x"]}],
+            "a clicked result is not in 'shown'",
+        ),
+        (
+            [{"query": "a", "positive": "A", "negative": []}, {"query": "a", "positive": "A", "negative": "B"}],
+            "must list non-empty texts",
+        ),
+    ],
+)
 def test_malformed_rows_name_file_and_line(tmp_path: Path, rows: list[object], message: str) -> None:
     path = _jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(EmbedlabError) as err:
@@ -80,11 +105,23 @@ def test_malformed_rows_name_file_and_line(tmp_path: Path, rows: list[object], m
     assert err.value.path == str(path) and err.value.line == bad_line
 
 
-def test_malformed_training_data_is_one_line_and_exit_2(tmp_path: Path, tiny_dataset: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_training_data_is_one_line_and_exit_2(
+    tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _jsonl(tmp_path / "bad.jsonl", [{"query": "a", "positive": "A"}, {"query": "b", "positive": ["B", 1]}])
-    code = main(["finetune", "--base", "hashing", "--train", str(path), "--test", str(tiny_dataset),
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "finetune",
+            "--base",
+            "hashing",
+            "--train",
+            str(path),
+            "--test",
+            str(tiny_dataset),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and f"{path}:2:" in err and "Traceback" not in err
@@ -95,10 +132,17 @@ def test_malformed_training_data_is_one_line_and_exit_2(tmp_path: Path, tiny_dat
 
 
 def test_leakage_catches_planted_id_exact_and_near_duplicate() -> None:
-    train = {"t1": "How do I reset my password?", "t2": "best sourdough starter recipe for beginners at home",
-             "q3": "unrelated query about cars", "t4": "Completely different words here"}
-    test = {"q1": "how do i RESET my password", "q2": "best sourdough starter recipe for beginners at home today",
-            "q3": "protect account"}
+    train = {
+        "t1": "How do I reset my password?",
+        "t2": "best sourdough starter recipe for beginners at home",
+        "q3": "unrelated query about cars",
+        "t4": "Completely different words here",
+    }
+    test = {
+        "q1": "how do i RESET my password",
+        "q2": "best sourdough starter recipe for beginners at home today",
+        "q3": "protect account",
+    }
     report = check_leakage(train, test, threshold=0.8)
     kinds = {(o.kind, o.train_id, o.test_id) for o in report.overlaps}
     assert kinds == {("id", "q3", "q3"), ("exact", "t1", "q1"), ("near-duplicate", "t2", "q2")}
@@ -106,19 +150,35 @@ def test_leakage_catches_planted_id_exact_and_near_duplicate() -> None:
     assert near.similarity == pytest.approx(8 / 9)
     assert report.counts() == {"id": 1, "exact": 1, "near-duplicate": 1} and not report.clean
     assert check_leakage(train, test, threshold=0.95, check_ids=False).counts() == {
-        "id": 0, "exact": 1, "near-duplicate": 0}
+        "id": 0,
+        "exact": 1,
+        "near-duplicate": 0,
+    }
     assert check_leakage({"a": "x y"}, {"b": "z"}).clean
 
 
 def _leaky_train(tmp_path: Path) -> Path:
-    return _jsonl(tmp_path / "train.jsonl", [{"query": "Reset password!", "positive": "A"},
-                                             {"query": "bake bread", "positive": "B"}])
+    return _jsonl(
+        tmp_path / "train.jsonl",
+        [{"query": "Reset password!", "positive": "A"}, {"query": "bake bread", "positive": "B"}],
+    )
 
 
-def test_leakage_stops_the_run_unless_overridden(tmp_path: Path, tiny_dataset: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["finetune", "--base", "hashing", "--train", str(_leaky_train(tmp_path)), "--test", str(tiny_dataset),
-            "--out", str(tmp_path / "out"), "--no-progress"]
+def test_leakage_stops_the_run_unless_overridden(
+    tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "finetune",
+        "--base",
+        "hashing",
+        "--train",
+        str(_leaky_train(tmp_path)),
+        "--test",
+        str(tiny_dataset),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "leakage: 1 train/test query overlaps (0 same id, 1 same text" in err and "--allow-leakage" in err
@@ -160,21 +220,39 @@ def _mining_fixture(tmp_path: Path) -> tuple[Path, TableEncoder]:
             v = np.zeros(dim, dtype=np.float32)
             v[qi], v[len(SCORES) + docs.index(doc)] = s, math.sqrt(1 - s * s)
             table[f"text of {doc}"] = v
-    folder = write_beir(tmp_path / "mine", corpus=[{"_id": d, "title": "", "text": f"text of {d}"} for d in docs],
-                        queries=[{"_id": q, "text": f"text of {q}"} for q in SCORES],
-                        qrels=[("qA", "P1", 1), ("qA", "P2", 1), ("qB", "Q1", 1), ("qB", "Q2", 1)], split="train")
+    folder = write_beir(
+        tmp_path / "mine",
+        corpus=[{"_id": d, "title": "", "text": f"text of {d}"} for d in docs],
+        queries=[{"_id": q, "text": f"text of {q}"} for q in SCORES],
+        qrels=[("qA", "P1", 1), ("qA", "P2", 1), ("qB", "Q1", 1), ("qB", "Q2", 1)],
+        split="train",
+    )
     return folder, TableEncoder(table)
 
 
 def test_mining_audit_counts_every_candidate_once(tmp_path: Path) -> None:
     folder, encoder = _mining_fixture(tmp_path)
-    mined, audit = mine_hard_negatives(load_training_set(folder), encoder, cache=None,
-                                       config=MiningConfig(per_query=1, rank_from=3, rank_to=6, margin=0.95))
+    mined, audit = mine_hard_negatives(
+        load_training_set(folder),
+        encoder,
+        cache=None,
+        config=MiningConfig(per_query=1, rank_from=3, rank_to=6, margin=0.95),
+    )
     # worked by hand in the docstring's order: positive, rank, margin, not needed, kept
     assert audit.as_dict() == {
-        "examples": 4, "already_had": 0, "candidates": 24, "skipped_positive": 8, "skipped_rank": 4,
-        "skipped_margin": 5, "skipped_cross_encoder": 0, "not_needed": 4, "kept": 3, "examples_without_negative": 1,
-        "false_negative_probes": 2, "false_negative_passed": 1, "false_negative_rate": 0.5,
+        "examples": 4,
+        "already_had": 0,
+        "candidates": 24,
+        "skipped_positive": 8,
+        "skipped_rank": 4,
+        "skipped_margin": 5,
+        "skipped_cross_encoder": 0,
+        "not_needed": 4,
+        "kept": 3,
+        "examples_without_negative": 1,
+        "false_negative_probes": 2,
+        "false_negative_passed": 1,
+        "false_negative_rate": 0.5,
     }
     negatives = {(e.query_id, e.positive_id): e.negative_ids for e in mined.examples}
     assert negatives == {("qA", "P1"): ("N3",), ("qA", "P2"): ("N3",), ("qB", "Q1"): ("M2",), ("qB", "Q2"): ()}
@@ -194,8 +272,13 @@ class TableReranker:
 def test_mining_cross_encoder_filter(tmp_path: Path) -> None:
     folder, encoder = _mining_fixture(tmp_path)
     reranker = TableReranker({"Q1": 1.0, "M2": 1.0, "Q2": 2.0, "P1": 1.0, "P2": 1.0})
-    mined, audit = mine_hard_negatives(load_training_set(folder), encoder, cache=None, reranker=reranker,
-                                       config=MiningConfig(per_query=1, rank_from=3, rank_to=6, margin=0.95))
+    mined, audit = mine_hard_negatives(
+        load_training_set(folder),
+        encoder,
+        cache=None,
+        reranker=reranker,
+        config=MiningConfig(per_query=1, rank_from=3, rank_to=6, margin=0.95),
+    )
     # qB/Q1: M2 is judged as relevant as Q1 by the re-ranker -> skipped; M3 kept instead; the held-out
     # positive Q2 passes the margin but the re-ranker catches it (2.0 >= 1.0)
     assert (audit.skipped_cross_encoder, audit.kept, audit.not_needed) == (1, 3, 3)
@@ -237,8 +320,10 @@ def test_mnrl_triplet_and_matryoshka_match_hand_computed_values() -> None:
 
 
 def test_batches_never_repeat_a_text_and_keep_every_example() -> None:
-    examples = [TrainExample(f"q{i % 5}", f"query {i % 5}", f"d{i % 7}", f"doc {i % 7}",
-                             (f"n{i % 3}",), (f"neg {i % 3}",)) for i in range(40)]
+    examples = [
+        TrainExample(f"q{i % 5}", f"query {i % 5}", f"d{i % 7}", f"doc {i % 7}", (f"n{i % 3}",), (f"neg {i % 3}",))
+        for i in range(40)
+    ]
     batches = no_duplicate_batches(examples, 4, seed=1)
     assert sorted(id(e) for b in batches for e in b) == sorted(id(e) for e in examples)
     for batch in batches:
@@ -255,8 +340,9 @@ def _verdict(delta: float, p: float) -> Verdict:
     side = Side("m", {}, {}, {}, {})
     iv = Interval(0.6, 0.5, 0.7, 0.95, "percentile bootstrap")
     change = Interval(delta, delta - 0.01, delta + 0.01, 0.95, "percentile bootstrap")
-    return Verdict("d", "test", 10, (MetricComparison("ndcg_at_10", iv, iv, change, p, "randomization"),), side,
-                   side, 0.05)
+    return Verdict(
+        "d", "test", 10, (MetricComparison("ndcg_at_10", iv, iv, change, p, "randomization"),), side, side, 0.05
+    )
 
 
 def test_verdict_improved_needs_a_gain_and_significance() -> None:

@@ -9,35 +9,53 @@ import numpy as np
 import pytest
 
 from embedlab.cli.main import main
-from tests.conftest import TINY_CORPUS, write_beir
+from tests.float_tolerance import assert_close_float32
+from tests.helpers import TRAIN_CORPUS, TRAIN_QRELS, TRAIN_QUERIES, write_beir
 
 pytestmark = pytest.mark.model
-
-TRAIN_CORPUS = [*TINY_CORPUS,
-                {"_id": "d6", "title": "Email login", "text": "Sign in to your mailbox with your email address."},
-                {"_id": "d7", "title": "Pancakes", "text": "Mix flour, milk and eggs, then fry thin pancakes."},
-                {"_id": "d8", "title": "Phishing", "text": "Do not click links in unexpected emails asking for codes."}]
-TRAIN_QUERIES = [{"_id": "t1", "text": "forgot my login credentials"}, {"_id": "t2", "text": "homemade loaf"},
-                 {"_id": "t3", "text": "two step verification"}, {"_id": "t4", "text": "banana cake"},
-                 {"_id": "t5", "text": "suspicious email with a link"}, {"_id": "t6", "text": "breakfast with eggs"},
-                 {"_id": "t7", "text": "Reset password"}]  # t7 leaks test query q1
-TRAIN_QRELS = [("t1", "d4", 1), ("t2", "d5", 1), ("t3", "d3", 1), ("t4", "d2", 1), ("t5", "d8", 1), ("t6", "d7", 1),
-               ("t7", "d1", 1)]
 
 
 def test_finetune_end_to_end(tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
     train = write_beir(tmp_path / "train", corpus=TRAIN_CORPUS, queries=TRAIN_QUERIES, qrels=TRAIN_QRELS, split="train")
     out = tmp_path / "models" / "tiny-ft"
-    code = main(["finetune", "--base", "all-MiniLM-L6-v2", "--train", str(train), "--test", str(tiny_dataset),
-                 "--out", str(out), "--epochs", "2", "--batch-size", "4", "--dev-ratio", "0",
-                 "--mine-ranks", "2-6", "--latency-queries", "3", "--drop-leaked", "--require-improvement",
-                 "--no-progress"])
+    code = main(
+        [
+            "finetune",
+            "--base",
+            "all-MiniLM-L6-v2",
+            "--train",
+            str(train),
+            "--test",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--dev-ratio",
+            "0",
+            "--mine-ranks",
+            "2-6",
+            "--latency-queries",
+            "3",
+            "--drop-leaked",
+            "--require-improvement",
+            "--no-progress",
+        ]
+    )
     stdout = capsys.readouterr().out
     # 3 test queries can never be significant (smallest exact p = 2/8): the regression gate exits 1
     assert code == 1
     assert "--require-improvement: fine-tune is not " in stdout and "| NDCG@10 |" in stdout
-    for name in ("model.safetensors", "modules.json", "config_sentence_transformers.json", "README.md",
-                 "finetune.json", "report.html"):
+    for name in (
+        "model.safetensors",
+        "modules.json",
+        "config_sentence_transformers.json",
+        "README.md",
+        "finetune.json",
+        "report.html",
+    ):
         assert (out / name).is_file(), name
     result = json.loads((out / "finetune.json").read_text())
     assert result["data"]["queries"] == 6 and result["leakage"]["counts"]["exact"] == 1  # t7 dropped
@@ -58,19 +76,34 @@ def test_finetune_end_to_end(tmp_path: Path, tiny_dataset: Path, capsys: pytest.
     # the folder loads in plain sentence-transformers and in embedlab, with the same vectors
     from sentence_transformers import SentenceTransformer
 
+    from embedlab.encoders.registry import load_encoder
     from embedlab.encoders.spec import ModelSpec
-    from embedlab.search.build import build_encoder
 
     texts = [d["text"] for d in TRAIN_CORPUS]
     plain = SentenceTransformer(str(out), device="cpu").encode(texts, convert_to_numpy=True)
-    ours = build_encoder(ModelSpec(model=str(out))).encode(texts, role="document")
-    np.testing.assert_allclose(plain, ours, atol=1e-5)
-    base = build_encoder(ModelSpec(model="all-MiniLM-L6-v2")).encode(texts, role="document")
+    ours = load_encoder(ModelSpec(model=str(out))).encode(texts, role="document")
+    # torch (sentence-transformers) against our ONNX export: other kernels, other summation order
+    assert_close_float32(ours, plain, terms=384, what="fine-tuned model, ONNX vs sentence-transformers")
+    base = load_encoder(ModelSpec(model="all-MiniLM-L6-v2")).encode(texts, role="document")
     assert not np.allclose(base, ours, atol=1e-4)  # training changed the weights
 
     # a second run into the same folder is refused before any work
-    assert main(["finetune", "--base", "all-MiniLM-L6-v2", "--train", str(train), "--test", str(tiny_dataset),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--base",
+                "all-MiniLM-L6-v2",
+                "--train",
+                str(train),
+                "--test",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
 
 
@@ -84,21 +117,34 @@ def test_cached_mnrl_gives_the_same_gradients_as_mnrl() -> None:
 
     model = SentenceTransformer(str(resolve_model("all-MiniLM-L6-v2").path), device="cpu")
     model.eval()  # no dropout: the two ways must then agree exactly (train mode replays masks per mini-batch)
-    batch = [TrainExample(f"q{i}", f"question number {i}", f"d{i}", f"an answer about topic {i}", (f"n{i}",),
-                          (f"a distractor {i}",)) for i in range(5)]
+    batch = [
+        TrainExample(
+            f"q{i}", f"question number {i}", f"d{i}", f"an answer about topic {i}", (f"n{i}",), (f"a distractor {i}",)
+        )
+        for i in range(5)
+    ]
     grads = []
     for loss in ("mnrl", "cached-mnrl"):
         model.zero_grad()
         torch.manual_seed(3)
-        value = _step(model, batch, TrainConfig(loss=loss, mini_batch_size=2).loss_fn(),
-                      TrainConfig(loss=loss, mini_batch_size=2), "cpu")
+        value = _step(
+            model,
+            batch,
+            TrainConfig(loss=loss, mini_batch_size=2).loss_fn(),
+            TrainConfig(loss=loss, mini_batch_size=2),
+            "cpu",
+        )
         grads.append((value, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (v1, g1), (v2, g2) = grads
-    assert v1 == pytest.approx(v2, rel=1e-5)
+    assert v1 == pytest.approx(v2, rel=1e-5)  # one scalar: 1e-5 relative is ~80 float32 eps
     assert g1.keys() == g2.keys() and len(g1) > 50
+    # Mini-batches of 2 against one batch of 5: other matrix shapes, so float32 sums are added in another
+    # order (which also differs between AVX2/AVX-512 kernels and thread counts).  The noise is set by the
+    # largest gradient anywhere (it flows back through every layer), not by each tensor's own size: the
+    # attention key biases have a true gradient of 0 (softmax ignores them) and hold only that noise.
+    scale = max(float(grad.abs().max()) for grad in g1.values())
     for name, grad in g1.items():
-        torch.testing.assert_close(grad, g2[name], rtol=1e-4, atol=1e-6)
-
+        assert_close_float32(g2[name], grad, terms=384, scale=scale, what=name)
 
 
 def test_dev_split_keeps_the_best_checkpoint(tmp_path: Path) -> None:
@@ -111,8 +157,9 @@ def test_dev_split_keeps_the_best_checkpoint(tmp_path: Path) -> None:
     from embedlab.train.loop import TrainConfig, train
     from embedlab.train.run import split_dev
 
-    folder = write_beir(tmp_path / "train", corpus=TRAIN_CORPUS, queries=TRAIN_QUERIES, qrels=TRAIN_QRELS,
-                        split="train")
+    folder = write_beir(
+        tmp_path / "train", corpus=TRAIN_CORPUS, queries=TRAIN_QUERIES, qrels=TRAIN_QRELS, split="train"
+    )
     examples, dev = split_dev(load_training_set(folder), ratio=0.3, sample=3, seed=0)
     assert dev is not None and len(dev.queries) == 2 and len(examples.queries()) == 5
     assert set(dev.queries).isdisjoint(examples.queries())

@@ -43,13 +43,16 @@ def test_duplicates_and_zero_weight() -> None:
     assert fused == {"a": pytest.approx(1 / 61), "b": pytest.approx(1 / 63)}  # "a" counts once, at rank 1
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"weights": (1,)}, "wrong number of fusion weights"),
-    ({"weights": (1, -1)}, "invalid fusion weight"),
-    ({"weights": (0, 0)}, "all fusion weights are 0"),
-    ({"rrf_k": -1}, "invalid RRF constant"),
-    ({"rrf_k": float("nan")}, "invalid RRF constant"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"weights": (1,)}, "wrong number of fusion weights"),
+        ({"weights": (1, -1)}, "invalid fusion weight"),
+        ({"weights": (0, 0)}, "all fusion weights are 0"),
+        ({"rrf_k": -1}, "invalid RRF constant"),
+        ({"rrf_k": float("nan")}, "invalid RRF constant"),
+    ],
+)
 def test_bad_options(kwargs: dict, message: str) -> None:
     with pytest.raises(EmbedlabError, match=message):
         rrf([["a"], ["b"]], **kwargs)

@@ -29,8 +29,26 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 def test_build_info_search_update(tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     library = write_library(tmp_path / "library")
     (library / "broken.pdf").write_bytes(random.Random(3).randbytes(300))
-    assert main(["-q", "index", "build", str(library), "--collection", "lib", "--model", "hashing:dim=64",
-                 "--chunk-tokens", "40", "--overlap", "8", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "index",
+                "build",
+                str(library),
+                "--collection",
+                "lib",
+                "--model",
+                "hashing:dim=64",
+                "--chunk-tokens",
+                "40",
+                "--overlap",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "lib: generation 1: 4 files" in out and "skipped 1 file:" in out and "broken.pdf: broken PDF" in out
 

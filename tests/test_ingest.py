@@ -12,37 +12,7 @@ from pypdf import PdfReader, PdfWriter
 
 from embedlab.data.ingest import Page, Skipped, SourceDocument, iter_library, read_document
 from embedlab.errors import EmbedlabError
-from tests.conftest import SHARED_DATA
-
-
-def make_pdf(pages: list[list[str]]) -> bytes:
-    """A minimal valid PDF, one Helvetica text line per string, drawn top-down (an empty list is a blank page)."""
-    n = len(pages)
-    objects: list[bytes] = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(n)) + b"] /Count %d >>" % n,
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-    ]
-    for i, lines in enumerate(pages):
-        ops = [b"BT /F1 12 Tf 72 720 Td 14 TL"]
-        for line in lines:
-            escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            ops.append(b"(" + escaped.encode("latin-1") + b") Tj T*")
-        ops.append(b"ET")
-        stream = b"\n".join(ops)
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                       b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (5 + 2 * i))
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+from tests.helpers import SHARED_DATA, make_pdf
 
 
 def write_pdf(path: Path, writer: PdfWriter) -> Path:
@@ -109,8 +79,11 @@ def test_pdf_with_only_an_owner_password_is_read(tmp_path: Path) -> None:
     assert doc.pages[0].text == "Readable by anyone"
 
 
-@pytest.mark.parametrize("data", [random.Random(5).randbytes(3000), b"", b"%PDF-1.4\n1 0 obj\n<< /Type /Cat"],
-                         ids=["random-bytes", "empty", "truncated"])
+@pytest.mark.parametrize(
+    "data",
+    [random.Random(5).randbytes(3000), b"", b"%PDF-1.4\n1 0 obj\n<< /Type /Cat"],
+    ids=["random-bytes", "empty", "truncated"],
+)
 def test_broken_pdf_is_an_error(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "broken.pdf"
     path.write_bytes(data)
@@ -227,11 +200,20 @@ def test_iter_library_walks_sorted_skips_bad_files_and_never_raises(tmp_path: Pa
 
     items = list(iter_library(lib))
 
-    order = [item.relative if isinstance(item, SourceDocument) else item.path.relative_to(lib).as_posix()
-             for item in items]
-    assert order == ["a.txt", "b_folder/blank.pdf", "b_folder/broken.pdf", "b_folder/deeper/c.html",
-                     "b_folder/good.pdf", "b_folder/image.png", "b_folder/latin1.txt", "b_folder/locked.pdf",
-                     "z.md"]
+    order = [
+        item.relative if isinstance(item, SourceDocument) else item.path.relative_to(lib).as_posix() for item in items
+    ]
+    assert order == [
+        "a.txt",
+        "b_folder/blank.pdf",
+        "b_folder/broken.pdf",
+        "b_folder/deeper/c.html",
+        "b_folder/good.pdf",
+        "b_folder/image.png",
+        "b_folder/latin1.txt",
+        "b_folder/locked.pdf",
+        "z.md",
+    ]
     reasons = {item.path.name: item.reason for item in items if isinstance(item, Skipped)}
     assert set(reasons) == {"blank.pdf", "broken.pdf", "image.png", "latin1.txt", "locked.pdf"}
     assert reasons["blank.pdf"].startswith("no extractable text (on none of its 1 pages")

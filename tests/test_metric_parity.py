@@ -17,10 +17,10 @@ from embedlab.data.beir import read_beir_qrels, scan_corpus_ids
 from embedlab.data.types import Qrels, Run
 from embedlab.eval.evaluate import evaluate
 from embedlab.eval.metrics import METRICS, MetricSpec, parse_metrics
-from tests.conftest import shared_dataset
+from tests.helpers import shared_dataset
 
 CUTOFFS = (1, 3, 5, 10, 100)
-TOL = 1e-6
+TOL = 1e-6  # float64 metrics from the same rankings: the documented pytrec_eval contract, ~1e9 x float64 noise
 # embedlab name -> trec_eval measure family (cut at k); mrr is recip_rank on the run cut at k
 TREC_NAMES = {"ndcg": "ndcg_cut", "recall": "recall", "precision": "P", "map": "map_cut", "hit_rate": "success"}
 
@@ -201,8 +201,10 @@ def test_hand_computed_first_relevant_late() -> None:
 
 
 def test_hand_computed_cases_match_trec_eval() -> None:
-    scores = {"hand": {d: 10.0 - i for i, d in enumerate(HAND_RANKED)},
-              "late": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0},
-              "none": {"a": 2.0, "b": 1.0}}
+    scores = {
+        "hand": {d: 10.0 - i for i, d in enumerate(HAND_RANKED)},
+        "late": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0},
+        "none": {"a": 2.0, "b": 1.0},
+    }
     qrels = Qrels({"hand": HAND_GRADES, "late": {"c": 2, "z": 1, "b": 0}, "none": {"a": 0, "b": -1}})
     _assert_parity(Run(scores), qrels)

@@ -15,17 +15,18 @@ import pytest
 from embedlab.collection import build, open_collection
 from embedlab.data.ingest import read_document
 from embedlab.encoders.spec import ModelSpec
-from tests.conftest import shared_dataset
+from tests.helpers import shared_dataset
 
 FILES = ("10.21105.jose.00111.pdf", "10.21105.jose.00032.pdf", "Alice-In-Wonderland.pdf")
 KNOWN = [
-    ("an earlier teaching module that inspired this package could only handle a pin and roller support",
-     "10.21105.jose.00111.pdf", 2),
+    (
+        "an earlier teaching module that inspired this package could only handle a pin and roller support",
+        "10.21105.jose.00111.pdf",
+        2,
+    ),
     ("by default a new beam gets the properties of a steel section", "10.21105.jose.00111.pdf", 3),
-    ("once the beam is analysed, show the schematic and the internal results as figures",
-     "10.21105.jose.00111.pdf", 4),
-    ("teaching computer science works better with motivation from other disciplines",
-     "10.21105.jose.00032.pdf", 2),
+    ("once the beam is analysed, show the schematic and the internal results as figures", "10.21105.jose.00111.pdf", 4),
+    ("teaching computer science works better with motivation from other disciplines", "10.21105.jose.00032.pdf", 2),
     ("courses with hundreds of students can now hand out notebook assignments", "10.21105.jose.00032.pdf", 3),
     ("the Hatter sang about a little bat at the Queen's concert", "Alice-In-Wonderland.pdf", 43),
     ("Alice protests against giving the sentence before the verdict", "Alice-In-Wonderland.pdf", 75),
@@ -46,8 +47,9 @@ def pdf_collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 @pytest.mark.model
 @pytest.mark.parametrize(("query", "path", "page"), KNOWN, ids=[k[0][:30] for k in KNOWN])
-def test_known_passage_comes_back_with_its_page(pdf_collection: tuple[Path, Path], query: str, path: str,
-                                                page: int) -> None:
+def test_known_passage_comes_back_with_its_page(
+    pdf_collection: tuple[Path, Path], query: str, path: str, page: int
+) -> None:
     library, root = pdf_collection
     with open_collection("pdfs", root=root) as collection:
         top = collection.search(query, k=3, mode="hybrid").hits[0]

@@ -9,8 +9,24 @@ import pytest
 
 from embedlab.errors import EmbedlabError
 from embedlab.search.rerank import CrossEncoderReranker, Reranker, WordOverlapReranker, load_reranker
+from tests.float_tolerance import float32_tolerance
 
-WORDS = "reset your password the login page bread flour water salt oven recovery codes phone".split()
+WORDS = [
+    "reset",
+    "your",
+    "password",
+    "the",
+    "login",
+    "page",
+    "bread",
+    "flour",
+    "water",
+    "salt",
+    "oven",
+    "recovery",
+    "codes",
+    "phone",
+]
 
 
 def test_word_overlap_scores() -> None:
@@ -38,9 +54,15 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(str(folder))
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(WORDS) + 5, hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
-                                     num_labels=1)
+    config = transformers.BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=1,
+    )
     transformers.BertForSequenceClassification(config).save_pretrained(str(folder))
     return folder
 
@@ -61,4 +83,7 @@ def test_cross_encoder_loads_lazily_and_scores(tiny_cross_encoder: Path) -> None
     with torch.inference_mode():
         inputs = tokenizer(["reset password"] * 3, texts[:3], padding=True, return_tensors="pt")
         direct = model(**inputs).logits[:, 0].tolist()
-    assert scores[:3] == pytest.approx(direct, abs=1e-5)
+    # batches of 16 vs 3 pad to other lengths, so the kernels add in another order: float32 noise of
+    # the model's longest sums (intermediate size 32) over LayerNorm'd hidden states of magnitude ~1
+    # (the logits themselves are near 0, so their own size is no scale for the noise)
+    assert scores[:3] == pytest.approx(direct, abs=float32_tolerance(scale=1.0, terms=32))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -13,27 +12,7 @@ from embedlab.encoders.spec import ModelSpec
 from embedlab.select.analysis import Constraints, pareto_front
 from embedlab.select.candidates import load_candidates
 from embedlab.select.run import SelectSpec, run_selection
-from tests.conftest import write_beir
-
-FILLER = "common words shared by every single document in this collection".split()
-
-
-def single_char_dataset(folder: Path, n_queries: int = 60, seed: int = 0) -> Path:
-    """Queries and their relevant documents share only one-character tokens: BM25's tokenizer drops
-    those (it keeps words of 2+ characters), a word-hashing encoder keeps them. So the dense fakes
-    beat BM25 by construction, and their latency is set by ``delay_ms``."""
-    rng = random.Random(seed)
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    corpus, queries, qrels = [], [], []
-    for i in range(n_queries):
-        key = " ".join(rng.sample(alphabet, 4))
-        corpus.append({"_id": f"d{i:03d}", "title": "", "text": f"{key} {' '.join(rng.sample(FILLER, 5))}"})
-        queries.append({"_id": f"q{i:03d}", "text": key})
-        qrels.append((f"q{i:03d}", f"d{i:03d}", 1))
-    for j in range(n_queries, 3 * n_queries):
-        corpus.append({"_id": f"d{j:03d}", "title": "", "text": " ".join(rng.sample(alphabet, 4) + FILLER)})
-    return write_beir(folder, corpus=corpus, queries=queries, qrels=qrels)
-
+from tests.helpers import single_char_dataset
 
 CANDIDATES = (
     ModelSpec(model="hashing", dim=512, delay_ms=25, label="dense-big"),
@@ -48,8 +27,13 @@ def synthetic(tmp_path: Path) -> Path:
 
 
 def _run(dataset: Path, tmp_path: Path, **constraints) -> object:
-    spec = SelectSpec(datasets=(str(dataset),), candidates=CANDIDATES, constraints=Constraints(**constraints),
-                      cache_dir=tmp_path / "cache", latency_queries=15)
+    spec = SelectSpec(
+        datasets=(str(dataset),),
+        candidates=CANDIDATES,
+        constraints=Constraints(**constraints),
+        cache_dir=tmp_path / "cache",
+        latency_queries=15,
+    )
     return run_selection(spec)[1]
 
 
@@ -73,10 +57,17 @@ def test_nothing_qualifies_says_what_to_relax(synthetic: Path, tmp_path: Path) -
 
 
 def test_ties_go_to_the_cheaper_model(synthetic: Path, tmp_path: Path) -> None:
-    twins = (ModelSpec(model="hashing", dim=512, delay_ms=25, label="slow-twin"),
-             ModelSpec(model="hashing", dim=512, delay_ms=0, label="fast-twin"))
-    spec = SelectSpec(datasets=(str(synthetic),), candidates=twins, constraints=Constraints(price_per_hour=1.0),
-                      cache_dir=tmp_path / "cache", latency_queries=15)
+    twins = (
+        ModelSpec(model="hashing", dim=512, delay_ms=25, label="slow-twin"),
+        ModelSpec(model="hashing", dim=512, delay_ms=0, label="fast-twin"),
+    )
+    spec = SelectSpec(
+        datasets=(str(synthetic),),
+        candidates=twins,
+        constraints=Constraints(price_per_hour=1.0),
+        cache_dir=tmp_path / "cache",
+        latency_queries=15,
+    )
     _, sel = run_selection(spec)
     assert sel.recommended == "fast-twin"
     assert sel.comparisons[0].tied and sel.comparisons[0].p_holm == 1.0
@@ -110,8 +101,21 @@ label = "broken"
 model = "bm25"
 """)
     out = tmp_path / "out"
-    code = main(["select", "-d", str(synthetic), "--candidates", str(cands), "--out", str(out),
-                 "--cache-dir", str(tmp_path / "c"), "--latency-queries", "5"])
+    code = main(
+        [
+            "select",
+            "-d",
+            str(synthetic),
+            "--candidates",
+            str(cands),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--latency-queries",
+            "5",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "FAILED broken" in printed and "Recommendation:" in printed
@@ -119,7 +123,7 @@ model = "bm25"
     assert {s["model"] for s in data["summaries"]} == {"h256", "h32", "bm25"}
     assert data["failures"][0]["model"] == "broken"
     page = (out / "selection.html").read_text()
-    assert "<svg" in page and "Pareto" in page or "pareto" in page
+    assert ("<svg" in page and "Pareto" in page) or "pareto" in page
     assert (out / "eval" / "summary.json").is_file()
 
 
@@ -128,7 +132,7 @@ model = "bm25"
     [
         ('[[candidate]]\nmodel = "bm25"\npoolng = "cls"\n', ".toml", "poolng"),
         ('[[candidate]]\nmodel = "bm25"\n[extra]\nx = 1\n', ".toml", "extra"),
-        ('[[candidate]]\nmodel = \n', ".toml", "invalid TOML"),
+        ("[[candidate]]\nmodel = \n", ".toml", "invalid TOML"),
         ("candidate:\n  - model: bm25\n    k1: -3\n", ".yaml", "k1"),
         ("candidate: [\n", ".yaml", "invalid YAML"),
         ("[machine]\nprice_per_hour = 1\n", ".toml", "candidate"),
@@ -137,12 +141,24 @@ model = "bm25"
         ('[[candidate]]\nmodel = "bm25"\n', ".json", "unknown candidates file type"),
     ],
 )
-def test_bad_candidates_files_give_one_line(tmp_path: Path, text: str, suffix: str, needle: str, tiny_dataset: Path,
-                                            capsys) -> None:
+def test_bad_candidates_files_give_one_line(
+    tmp_path: Path, text: str, suffix: str, needle: str, tiny_dataset: Path, capsys
+) -> None:
     path = tmp_path / f"cands{suffix}"
     path.write_text(text)
-    code = main(["select", "-d", str(tiny_dataset), "--candidates", str(path), "--out", str(tmp_path / "out"),
-                 "--cache-dir", str(tmp_path / "c")])
+    code = main(
+        [
+            "select",
+            "-d",
+            str(tiny_dataset),
+            "--candidates",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("embedlab: error:")
@@ -152,8 +168,10 @@ def test_bad_candidates_files_give_one_line(tmp_path: Path, text: str, suffix: s
 
 def test_yaml_candidates_with_variants(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("machine: {price_per_hour: 2}\ncandidate:\n  - model: all-MiniLM-L6-v2\n"
-                    "    variants: [{pooling: cls}, {pooling: max}]\n")
+    path.write_text(
+        "machine: {price_per_hour: 2}\ncandidate:\n  - model: all-MiniLM-L6-v2\n"
+        "    variants: [{pooling: cls}, {pooling: max}]\n"
+    )
     specs, machine = load_candidates(path)
     assert [s.pooling for s in specs] == [None, "cls", "max"] and machine.price_per_hour == 2
     assert len({s.name for s in specs}) == 3
@@ -168,12 +186,30 @@ def test_unknown_candidate_model_is_one_line(tmp_path: Path, tiny_dataset: Path,
 @pytest.mark.model
 def test_pooling_shortcut_compares_three_heads_of_one_transformer(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["pooling", "-m", "all-MiniLM-L6-v2", "-d", str(tiny_dataset), "--out", str(out),
-                 "--cache-dir", str(tmp_path / "c"), "--latency-queries", "3"])
+    code = main(
+        [
+            "pooling",
+            "-m",
+            "all-MiniLM-L6-v2",
+            "-d",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--latency-queries",
+            "3",
+        ]
+    )
     data = json.loads((out / "selection.json").read_text())
     assert code == 0
-    assert [s["model"] for s in data["summaries"]] == ["all-MiniLM-L6-v2:mean", "all-MiniLM-L6-v2:cls",
-                                                       "all-MiniLM-L6-v2:max"]
-    fingerprints = {json.loads((out / "eval" / "tiny" / f"{name}.json").read_text())["embedlab"]["fingerprint"]["pooling"]
-                    for name in ("all-MiniLM-L6-v2_mean", "all-MiniLM-L6-v2_cls", "all-MiniLM-L6-v2_max")}
+    assert [s["model"] for s in data["summaries"]] == [
+        "all-MiniLM-L6-v2:mean",
+        "all-MiniLM-L6-v2:cls",
+        "all-MiniLM-L6-v2:max",
+    ]
+    fingerprints = {
+        json.loads((out / "eval" / "tiny" / f"{name}.json").read_text())["embedlab"]["fingerprint"]["pooling"]
+        for name in ("all-MiniLM-L6-v2_mean", "all-MiniLM-L6-v2_cls", "all-MiniLM-L6-v2_max")
+    }
     assert fingerprints == {"mean", "cls", "max"}

@@ -17,10 +17,10 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from embedlab.collection import update  # noqa: E402
-from embedlab.errors import EmbedlabError  # noqa: E402
-from embedlab.serve import ServeConfig, create_app  # noqa: E402
-from tests.serve_fixtures import build_collection, call, call_json, make_library, running  # noqa: E402
+from embedlab.collection import update
+from embedlab.errors import EmbedlabError
+from embedlab.serve import ServeConfig, create_app
+from tests.serve_fixtures import build_collection, call, call_json, make_library, running
 
 KEY = "k" * 24
 
@@ -68,14 +68,25 @@ def test_feedback_is_stored_with_query_and_result_ids(served: str, root: Path) -
     ids = [h["chunk_id"] for h in results["hits"]]
     top = results["hits"][0]
     for kind in ("click", "up", "down"):
-        status, data = call_json(served + "/v1/feedback", {
-            "query": "sourdough bread oven", "chunk_id": top["chunk_id"], "kind": kind, "rank": 1,
-            "result_ids": ids, "mode": "hybrid", "generation": results["generation"], "session": "s1"})
+        status, data = call_json(
+            served + "/v1/feedback",
+            {
+                "query": "sourdough bread oven",
+                "chunk_id": top["chunk_id"],
+                "kind": kind,
+                "rank": 1,
+                "result_ids": ids,
+                "mode": "hybrid",
+                "generation": results["generation"],
+                "session": "s1",
+            },
+        )
         assert status == 200 and data["known_chunk"] is True
     rows = _feedback_rows(root)
     assert [r["kind"] for r in rows] == ["click", "up", "down"]
-    assert {(r["query"], r["chunk_id"], r["path"], r["page"], r["rank"], r["generation"], r["session"])
-            for r in rows} == {("sourdough bread oven", top["chunk_id"], top["path"], top["page"], 1, 1, "s1")}
+    assert {
+        (r["query"], r["chunk_id"], r["path"], r["page"], r["rank"], r["generation"], r["session"]) for r in rows
+    } == {("sourdough bread oven", top["chunk_id"], top["path"], top["page"], 1, 1, "s1")}
     assert json.loads(rows[0]["result_ids"]) == ids
     status, data = call_json(served + "/v1/feedback", {"query": "q", "chunk_id": 999_999, "kind": "up"})
     assert status == 200 and data["known_chunk"] is False and _feedback_rows(root)[-1]["path"] is None
@@ -98,16 +109,19 @@ def test_health_and_prometheus_metrics(served: str) -> None:
     assert "/etc/passwd" not in text  # raw paths never become labels
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    ({"query": "x", "k": 51}, 422, "limit of 50"),
-    ({"query": "x", "k": 0}, 422, "k:"),
-    ({"query": ""}, 422, "query:"),
-    ({"query": "x", "mode": "fuzzy"}, 422, "mode:"),
-    ({"query": "x", "limit": 3}, 422, "limit: Extra inputs"),
-    ({"k": 3}, 422, "query: Field required"),
-    ({"query": "x", "weights": [1]}, 422, "weights"),
-    ({"query": "x" * 5000}, 422, "query:"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"query": "x", "k": 51}, 422, "limit of 50"),
+        ({"query": "x", "k": 0}, 422, "k:"),
+        ({"query": ""}, 422, "query:"),
+        ({"query": "x", "mode": "fuzzy"}, 422, "mode:"),
+        ({"query": "x", "limit": 3}, 422, "limit: Extra inputs"),
+        ({"k": 3}, 422, "query: Field required"),
+        ({"query": "x", "weights": [1]}, 422, "weights"),
+        ({"query": "x" * 5000}, 422, "query:"),
+    ],
+)
 def test_bad_search_requests_get_one_line(served: str, body: dict, status: int, words: str) -> None:
     code, data = call_json(served + "/v1/search", body)
     assert code == status and words in data["error"] and "\n" not in data["error"]
@@ -147,9 +161,18 @@ def test_document_route_serves_indexed_files_only(served: str, library: Path, tm
     secret.write_text("top secret")
     (library / "notes.txt").write_text("added after the build, so not served")
     (library / "guide" / "link.txt").symlink_to(secret)
-    for bad in ("../secret.txt", "..%2Fsecret.txt", "%2E%2E/secret.txt", "guide/../../secret.txt",
-                str(secret), "%2F" + str(secret).lstrip("/"), "notes.txt", "guide/link.txt", "missing.pdf",
-                "guide/passwords.md/../../../secret.txt"):
+    for bad in (
+        "../secret.txt",
+        "..%2Fsecret.txt",
+        "%2E%2E/secret.txt",
+        "guide/../../secret.txt",
+        str(secret),
+        "%2F" + str(secret).lstrip("/"),
+        "notes.txt",
+        "guide/link.txt",
+        "missing.pdf",
+        "guide/passwords.md/../../../secret.txt",
+    ):
         status, _, raw = call(served + "/v1/documents/" + bad)
         assert status == 404, bad
         assert b"top secret" not in raw
@@ -176,8 +199,9 @@ def test_api_key(library: Path, root: Path) -> None:
         assert call_json(url + "/v1/search", body, headers={"X-API-Key": KEY})[0] == 200
         assert call_json(url + "/v1/search", body, headers={"Authorization": f"Bearer {KEY}"})[0] == 200
         assert call(url + "/v1/documents/manuals/lighthouse.pdf")[0] == 401
-        assert call(url + "/v1/documents/manuals/lighthouse.pdf", headers={"Cookie": f"embedlab_api_key={KEY}"}
-                    )[0] == 200
+        assert (
+            call(url + "/v1/documents/manuals/lighthouse.pdf", headers={"Cookie": f"embedlab_api_key={KEY}"})[0] == 200
+        )
         status, health = call_json(url + "/healthz")
         assert status == 200 and health["auth"] is True
         assert call(url + "/")[0] == 200 and call(url + "/metrics")[0] == 200
@@ -225,8 +249,12 @@ def test_cli_serve_runs_uvicorn(library: Path, root: Path, tmp_path: Path) -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "EMBEDLAB_API_KEY": KEY}
-    process = subprocess.Popen([sys.executable, "-m", "embedlab.cli.main", "serve", "lib", "--root", str(root),
-                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "embedlab.cli.main", "serve", "lib", "--root", str(root), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -248,11 +276,14 @@ def test_cli_serve_runs_uvicorn(library: Path, root: Path, tmp_path: Path) -> No
 def test_cli_serve_errors_are_one_line(root: Path, tmp_path: Path) -> None:
     from embedlab.cli.main import main
 
-    for argv, words in ((["serve", "nope", "--root", str(root)], "Unknown collection 'nope'"),
-                        (["serve", "lib", "--port", "70000"], "invalid --port"),
-                        (["serve", "lib", "--api-key-file", str(tmp_path / "none")], "cannot read the API key")):
-        result = subprocess.run([sys.executable, "-m", "embedlab.cli.main", *argv], capture_output=True, text=True,
-                                timeout=60)
+    for argv, words in (
+        (["serve", "nope", "--root", str(root)], "Unknown collection 'nope'"),
+        (["serve", "lib", "--port", "70000"], "invalid --port"),
+        (["serve", "lib", "--api-key-file", str(tmp_path / "none")], "cannot read the API key"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "embedlab.cli.main", *argv], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 2, argv
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert main  # the console script's entry point is importable
@@ -266,8 +297,7 @@ def test_feedback_exports_as_a_click_log_for_finetune(served: str, root: Path, t
     assert len(ids) >= 3
 
     def send(chunk: int, kind: str) -> None:
-        call_json(served + "/v1/feedback", {"query": page["query"], "chunk_id": chunk, "kind": kind,
-                                            "result_ids": ids})
+        call_json(served + "/v1/feedback", {"query": page["query"], "chunk_id": chunk, "kind": kind, "result_ids": ids})
 
     send(ids[2], "click")
     send(ids[2], "up")
@@ -275,8 +305,23 @@ def test_feedback_exports_as_a_click_log_for_finetune(served: str, root: Path, t
     send(ids[1], "down")  # changed their mind: not a positive
     send(ids[0], "down")
     out = tmp_path / "clicks.jsonl"
-    result = subprocess.run([sys.executable, "-m", "embedlab.cli.main", "feedback", "export", "lib", "--root",
-                             str(root), "--out", str(out)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embedlab.cli.main",
+            "feedback",
+            "export",
+            "lib",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     texts = {h["chunk_id"]: h["text"] for h in page["hits"]}

@@ -10,8 +10,23 @@ from embedlab.cli.main import main
 
 def test_eval_cli_writes_all_outputs(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    code = main(["eval", "-d", str(tiny_dataset), "-m", "hashing", "-m", "bm25", "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--latency-queries", "5"])
+    code = main(
+        [
+            "eval",
+            "-d",
+            str(tiny_dataset),
+            "-m",
+            "hashing",
+            "-m",
+            "bm25",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--latency-queries",
+            "5",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "ndcg@10" in printed and "bm25" in printed
@@ -31,10 +46,25 @@ def test_eval_cli_writes_all_outputs(tiny_dataset: Path, tmp_path: Path, capsys)
 def test_compare_with_an_mteb_results_file(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
     reference = tmp_path / "mteb.json"
     reference.write_text(json.dumps({"scores": {"test": [{"ndcg_at_10": 0.5, "mrr_at_10": 0.4}]}}))
-    code = main(["eval", "-d", str(tiny_dataset), "-m", "hashing:index=faiss-flat", "--out", str(tmp_path / "o"),
-                 "--cache-dir", str(tmp_path / "c"), "--latency-queries", "3", "--compare", str(reference)])
+    code = main(
+        [
+            "eval",
+            "-d",
+            str(tiny_dataset),
+            "-m",
+            "hashing:index=faiss-flat",
+            "--out",
+            str(tmp_path / "o"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--latency-queries",
+            "3",
+            "--compare",
+            str(reference),
+        ]
+    )
     assert code == 0
-    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("compared with")][0]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("compared with"))
     assert "ndcg_at_10 0.50000" in line and "tiny/hashing:index=faiss-flat" in line
 
 

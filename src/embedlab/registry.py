@@ -40,9 +40,7 @@ class Registry(Generic[T]):
     def unknown(self, name: str) -> EmbedlabError:
         close = difflib.get_close_matches(name.lower(), list(self._entries), n=1, cutoff=0.6)
         hint = f"Did you mean {close[0]!r}? " if close else ""
-        return EmbedlabError(
-            f"Unknown {self.what} {name!r}. {hint}Available: {', '.join(sorted(self._entries))}"
-        )
+        return EmbedlabError(f"Unknown {self.what} {name!r}. {hint}Available: {', '.join(sorted(self._entries))}")
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._entries

@@ -28,12 +28,18 @@ def _dims(text: str) -> tuple[int, ...]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("finetune", help="fine-tune an embedding model and prove on held-out data that it helped",
-                       description="Contrastive fine-tuning with mined hard negatives, then a before/after "
-                                   "verdict on a held-out test split.")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune an embedding model and prove on held-out data that it helped",
+        description="Contrastive fine-tuning with mined hard negatives, then a before/after "
+        "verdict on a held-out test split.",
+    )
     p.add_argument("--base", required=True, help="base model name or folder (e.g. all-MiniLM-L6-v2)")
-    p.add_argument("--train", required=True,
-                   help="training data: a BEIR dataset (its train split), or pairs / triplets / click-log JSONL")
+    p.add_argument(
+        "--train",
+        required=True,
+        help="training data: a BEIR dataset (its train split), or pairs / triplets / click-log JSONL",
+    )
     p.add_argument("--train-format", default="auto", choices=["auto", "beir", "pairs", "triplets", "clicks"])
     p.add_argument("--train-split", default="train", help="qrels split of a BEIR training dataset (default train)")
     p.add_argument("--test", required=True, help="held-out BEIR dataset folder or name for the verdict")
@@ -53,18 +59,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     m = p.add_argument_group("hard-negative mining")
     m.add_argument("--hard-negatives", type=int, default=1, help="negatives per example (0: none; default 1)")
-    m.add_argument("--mine-ranks", type=_window, default=(10, 30), metavar="FROM-TO", help="rank window (default 10-30)")
-    m.add_argument("--mine-margin", type=float, default=0.95,
-                   help="skip candidates scoring above MARGIN x the positive's score (default 0.95)")
+    m.add_argument(
+        "--mine-ranks", type=_window, default=(10, 30), metavar="FROM-TO", help="rank window (default 10-30)"
+    )
+    m.add_argument(
+        "--mine-margin",
+        type=float,
+        default=0.95,
+        help="skip candidates scoring above MARGIN x the positive's score (default 0.95)",
+    )
     m.add_argument("--cross-encoder", help="re-ranker filter: a local cross-encoder folder or 'word-overlap'")
     g = p.add_argument_group("checks")
     g.add_argument("--allow-leakage", action="store_true", help="train even when train and test queries overlap")
-    g.add_argument("--drop-leaked", action="store_true",
-                   help="drop the training queries that overlap test queries, then train")
-    g.add_argument("--require-improvement", action="store_true",
-                   help="exit 1 unless the fine-tune is significantly better (NDCG@10, p < alpha)")
+    g.add_argument(
+        "--drop-leaked", action="store_true", help="drop the training queries that overlap test queries, then train"
+    )
+    g.add_argument(
+        "--require-improvement",
+        action="store_true",
+        help="exit 1 unless the fine-tune is significantly better (NDCG@10, p < alpha)",
+    )
     g.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)")
+    p.add_argument(
+        "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
+    )
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--latency-queries", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
@@ -77,16 +95,40 @@ def run(args: argparse.Namespace) -> int:
     from embedlab.train.run import FinetuneSpec, run_finetune
 
     spec = FinetuneSpec(
-        base=args.base, train=args.train, test=args.test, out=args.out, train_format=args.train_format,
-        train_split=args.train_split, test_split=args.test_split,
-        training=TrainConfig(loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
-                             mini_batch_size=args.mini_batch_size, learning_rate=args.lr, warmup_ratio=args.warmup,
-                             max_length=args.max_length, matryoshka_dims=args.matryoshka, patience=args.patience,
-                             seed=args.seed),
-        mining=MiningConfig(per_query=args.hard_negatives, rank_from=args.mine_ranks[0], rank_to=args.mine_ranks[1],
-                            margin=args.mine_margin, cross_encoder=args.cross_encoder),
-        dev_ratio=args.dev_ratio, allow_leakage=args.allow_leakage, drop_leaked=args.drop_leaked, alpha=args.alpha, use_cache=not args.no_cache,
-        cache_dir=args.cache_dir, latency_queries=args.latency_queries, show_progress=not args.no_progress,
+        base=args.base,
+        train=args.train,
+        test=args.test,
+        out=args.out,
+        train_format=args.train_format,
+        train_split=args.train_split,
+        test_split=args.test_split,
+        training=TrainConfig(
+            loss=args.loss,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            mini_batch_size=args.mini_batch_size,
+            learning_rate=args.lr,
+            warmup_ratio=args.warmup,
+            max_length=args.max_length,
+            matryoshka_dims=args.matryoshka,
+            patience=args.patience,
+            seed=args.seed,
+        ),
+        mining=MiningConfig(
+            per_query=args.hard_negatives,
+            rank_from=args.mine_ranks[0],
+            rank_to=args.mine_ranks[1],
+            margin=args.mine_margin,
+            cross_encoder=args.cross_encoder,
+        ),
+        dev_ratio=args.dev_ratio,
+        allow_leakage=args.allow_leakage,
+        drop_leaked=args.drop_leaked,
+        alpha=args.alpha,
+        use_cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        latency_queries=args.latency_queries,
+        show_progress=not args.no_progress,
     )
     result = run_finetune(spec)
     if result is None:  # another torchrun process: rank 0 reports
@@ -96,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
 
     print(markdown_table(before_after_rows(result.verdict), COLUMNS))
     print(result.verdict.reason())
-    print(f"model: {result.out}/ (README.md model card, finetune.json, report.html); "
-          f"wall time {result.seconds['total'] / 60:.1f} min")
+    print(
+        f"model: {result.out}/ (README.md model card, finetune.json, report.html); "
+        f"wall time {result.seconds['total'] / 60:.1f} min"
+    )
     if args.require_improvement and not result.verdict.improved:
         print(f"embedlab: --require-improvement: {result.verdict.reason()}")
         return 1

@@ -11,22 +11,33 @@ from embedlab.errors import EmbedlabError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="build, update and describe a searchable collection of documents",
-                       description="Collections: PDF, text, Markdown and HTML files indexed for search.")
+    p = sub.add_parser(
+        "index",
+        help="build, update and describe a searchable collection of documents",
+        description="Collections: PDF, text, Markdown and HTML files indexed for search.",
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     b = actions.add_parser("build", help="index a folder into a new collection")
-    b.add_argument("folder", type=Path, nargs="?",
-                   help="library folder (read recursively; hidden files are left out)")
-    b.add_argument("--dataset", "-d", help="index a BEIR dataset's corpus instead (one file per document), "
-                                           "to score the collection with `embedlab eval --collection`")
+    b.add_argument("folder", type=Path, nargs="?", help="library folder (read recursively; hidden files are left out)")
+    b.add_argument(
+        "--dataset",
+        "-d",
+        help="index a BEIR dataset's corpus instead (one file per document), "
+        "to score the collection with `embedlab eval --collection`",
+    )
     b.add_argument("--collection", "-c", required=True, help="collection name")
     b.add_argument("--model", "-m", required=True, help="embedding model: NAME or NAME:key=value,...")
     b.add_argument("--chunk-tokens", type=int, default=256, help="chunk budget in the model's tokens (default 256)")
     b.add_argument("--overlap", type=int, default=32, help="tokens shared by consecutive chunks (default 32)")
     b.add_argument("--replace", action="store_true", help="rebuild an existing collection from scratch")
-    b.add_argument("--ann-threshold", type=int, default=None,
-                   help="chunks from which an HNSW index is built (default 50000; exact search below)")
+    b.add_argument(
+        "--ann-threshold",
+        type=int,
+        default=None,
+        help="chunks from which an HNSW index is built (default 50000; exact search below)",
+    )
+    _library_options(b)
     _common(b)
     b.set_defaults(handler=run_build)
 
@@ -52,16 +63,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--filter", dest="path_filter", help="glob on file paths, e.g. 'papers/*.pdf' (or path=GLOB)")
     s.add_argument("--rerank", help="re-ranker: a local cross-encoder folder, or word-overlap")
     s.add_argument("--rerank-depth", type=int, default=20, help="first-stage results re-ranked (default 20)")
+    s.add_argument(
+        "--pipeline",
+        help="the whole pipeline instead of --mode/--rrf-k/--weights/--rerank, e.g. "
+        "'bm25 + dense | rrf:k=30,weights=1/2 >> word-overlap@50'",
+    )
     s.add_argument("--model", "-m", help="query model (default: the collection's; must match its fingerprint)")
     s.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
     s.add_argument("--json", action="store_true", help="print the response as JSON")
     s.set_defaults(handler=run_search)
 
 
+def _library_options(p: argparse.ArgumentParser) -> None:
+    from embedlab.data.library import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_TEXT_BYTES
+
+    g = p.add_argument_group("reading the library (kept for `index update`)")
+    g.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="also index symbolic links that lead outside the folder (default: skipped)",
+    )
+    g.add_argument(
+        "--max-pages",
+        type=int,
+        default=DEFAULT_MAX_PAGES,
+        help=f"skip a PDF with more pages (default {DEFAULT_MAX_PAGES})",
+    )
+    g.add_argument(
+        "--max-text-mb",
+        type=float,
+        default=DEFAULT_MAX_TEXT_BYTES / 1_000_000,
+        help=f"skip a file with more text, in MB (default {DEFAULT_MAX_TEXT_BYTES // 1_000_000})",
+    )
+    g.add_argument(
+        "--max-chunks",
+        type=int,
+        default=DEFAULT_MAX_CHUNKS,
+        help=f"skip a file that makes more chunks (default {DEFAULT_MAX_CHUNKS})",
+    )
+
+
+def _library_rules(args: argparse.Namespace):
+    from embedlab.data.library import LibraryRules
+
+    text_mb = args.max_text_mb
+    if not text_mb > 0 or text_mb == float("inf"):  # also NaN
+        raise EmbedlabError("invalid --max-text-mb", found=repr(text_mb), expected="a number of megabytes > 0")
+    return LibraryRules(
+        follow_links=args.follow_links,
+        max_pages=args.max_pages,
+        max_text_bytes=max(1, round(text_mb * 1_000_000)),
+        max_chunks=args.max_chunks,
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
-    p.add_argument("--cache-dir", type=Path,
-                   help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)")
+    p.add_argument(
+        "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
+    )
     p.add_argument("--no-cache", action="store_true", help="read and write no embedding cache")
     p.add_argument("--no-progress", action="store_true")
 
@@ -74,20 +134,25 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
-def _print_report(report) -> None:  # noqa: ANN001 - BuildReport
+def _print_report(report) -> None:
     if report.up_to_date:
-        print(f"{report.name}: up to date (generation {report.generation}, {report.files} files, "
-              f"{report.chunks} chunks)")
+        print(
+            f"{report.name}: up to date (generation {report.generation}, {report.files} files, {report.chunks} chunks)"
+        )
     else:
-        print(f"{report.name}: generation {report.generation}: {report.files} files, {report.chunks} chunks "
-              f"({report.files_new} new, {report.files_changed} changed, {report.files_unchanged} unchanged, "
-              f"{report.files_removed} removed files; +{report.chunks_added} / -{report.chunks_removed} chunks; "
-              f"{report.encoded} encoded, {report.cache_hits} from cache) in {report.seconds:.1f} s, "
-              f"{_size(report.size_bytes)}")
+        print(
+            f"{report.name}: generation {report.generation}: {report.files} files, {report.chunks} chunks "
+            f"({report.files_new} new, {report.files_changed} changed, {report.files_unchanged} unchanged, "
+            f"{report.files_removed} removed files; +{report.chunks_added} / -{report.chunks_removed} chunks; "
+            f"{report.encoded} encoded, {report.cache_hits} from cache) in {report.seconds:.1f} s, "
+            f"{_size(report.size_bytes)}"
+        )
         index = report.index
         if index.get("kind") == "faiss-hnsw":
-            print(f"  dense index: HNSW {index['params']}, recall@10 {index['recall_at_10']:.3f} vs exact "
-                  f"({index['recall_queries']} sample queries)")
+            print(
+                f"  dense index: HNSW {index['params']}, recall@10 {index['recall_at_10']:.3f} vs exact "
+                f"({index['recall_queries']} sample queries)"
+            )
     if report.skipped:
         print(f"skipped {len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''}:")
         for path, reason in report.skipped:
@@ -101,16 +166,34 @@ def run_build(args: argparse.Namespace) -> int:
 
     if (args.folder is None) == (args.dataset is None):
         raise EmbedlabError("give a library folder or --dataset NAME (one of the two)")
+    from embedlab.collection.layout import CollectionDir
+    from embedlab.output import check_output_folder
+
+    check_output_folder(
+        CollectionDir(args.collection, root=args.root).root,
+        option="--root" if args.root is not None else "collections folder",
+    )
     folder = args.folder
     if args.dataset is not None:
         from embedlab.collection.corpus import corpus_folder
         from embedlab.data.beir import load_dataset
 
         folder = corpus_folder(load_dataset(args.dataset), cache_dir=args.cache_dir)
-    report = build(folder, args.collection, model_spec=parse_model_spec(args.model),
-                   max_tokens=args.chunk_tokens, overlap=args.overlap, root=args.root, replace=args.replace,
-                   cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                   ann_threshold=args.ann_threshold or ANN_THRESHOLD, show_progress=not args.no_progress)
+    rules = _library_rules(args)
+    report = build(
+        folder,
+        args.collection,
+        model_spec=parse_model_spec(args.model),
+        rules=rules,
+        max_tokens=args.chunk_tokens,
+        overlap=args.overlap,
+        root=args.root,
+        replace=args.replace,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        ann_threshold=args.ann_threshold or ANN_THRESHOLD,
+        show_progress=not args.no_progress,
+    )
     _print_report(report)
     return 0
 
@@ -118,8 +201,14 @@ def run_build(args: argparse.Namespace) -> int:
 def run_update(args: argparse.Namespace) -> int:
     from embedlab.collection import update
 
-    report = update(args.collection, root=args.root, folder=args.folder, cache_dir=args.cache_dir,
-                    use_cache=not args.no_cache, show_progress=not args.no_progress)
+    report = update(
+        args.collection,
+        root=args.root,
+        folder=args.folder,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        show_progress=not args.no_progress,
+    )
     _print_report(report)
     return 0
 
@@ -135,12 +224,22 @@ def run_info(args: argparse.Namespace) -> int:
     encoder = data["encoder"]
     print(f"collection {data['name']} (generation {data['generation']}, {data['path']})")
     print(f"  folder:   {data['source_folder']}")
-    print(f"  model:    {data['model']} ({encoder['backend']}, {encoder['pooling']} pooling, "
-          f"max {encoder['max_length']} tokens, dim {data['dim']}, {data['metric']})")
+    print(
+        f"  model:    {data['model']} ({encoder['backend']}, {encoder['pooling']} pooling, "
+        f"max {encoder['max_length']} tokens, dim {data['dim']}, {data['metric']})"
+    )
     print(f"  chunking: {chunking['max_tokens']} tokens, overlap {chunking['overlap']} ({chunking['counter']})")
+    reading = data["library"]
+    print(
+        f"  reading:  links out of the folder {'followed' if reading['follow_links'] else 'skipped'}; per file at "
+        f"most {reading['max_pages']} PDF pages, {reading['max_text_bytes'] / 1_000_000:g} MB of text, "
+        f"{reading['max_chunks']} chunks"
+    )
     kinds = ", ".join(f"{n} {kind}" for kind, n in data["files_by_kind"].items()) or "none"
-    print(f"  content:  {counts['files']} files ({kinds}), {counts['pages']} pages, {counts['chunks']} chunks, "
-          f"{counts['skipped']} skipped")
+    print(
+        f"  content:  {counts['files']} files ({kinds}), {counts['pages']} pages, {counts['chunks']} chunks, "
+        f"{counts['skipped']} skipped"
+    )
     if index["kind"] == "faiss-hnsw":
         dense = f"HNSW {index['params']}, recall@10 {index['recall_at_10']} vs exact"
     else:
@@ -161,22 +260,39 @@ def parse_weights(text: str) -> tuple[float, float]:
         values = ()
     if len(values) != 2:
         raise EmbedlabError(f"invalid --weights {text!r}", expected="two numbers DENSE,BM25 such as 1,0.5")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def run_search(args: argparse.Namespace) -> int:
     from embedlab.collection import open_collection
-    from embedlab.collection.search import MODES
+    from embedlab.collection.search import MODES, pipeline_options
+    from embedlab.search.pipeline import parse_pipeline
     from embedlab.search.rerank import load_reranker
 
     MODES.get(args.mode)  # a typo is reported before any model is loaded
     weights = parse_weights(args.weights)
     pattern = args.path_filter[5:] if args.path_filter and args.path_filter.startswith("path=") else args.path_filter
-    reranker = load_reranker(args.rerank) if args.rerank else None
+    pipeline = parse_pipeline(args.pipeline) if args.pipeline else None
+    rerank = args.rerank
     collection = open_collection(args.collection, model_spec=args.model, root=args.root)
     try:
-        response = collection.search(args.query, k=args.k, mode=args.mode, rrf_k=args.rrf_k, weights=weights,
-                                     path_filter=pattern, reranker=reranker, rerank_depth=args.rerank_depth)
+        mode, rrf_k, depth, candidates = args.mode, args.rrf_k, args.rerank_depth, 100
+        if pipeline is not None:
+            chosen = pipeline_options(pipeline, dense_model=collection.dense_model)
+            mode, rrf_k, weights, depth = chosen.mode, chosen.rrf_k, chosen.weights, chosen.rerank_depth
+            candidates, rerank = chosen.candidates, chosen.reranker
+        reranker = load_reranker(rerank) if rerank else None
+        response = collection.search(
+            args.query,
+            k=args.k,
+            mode=mode,
+            rrf_k=rrf_k,
+            weights=weights,
+            path_filter=pattern,
+            reranker=reranker,
+            rerank_depth=depth,
+            candidates=candidates,
+        )
     finally:
         collection.close()
     if args.json:
@@ -191,6 +307,8 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"    {hit.marked_snippet()}")
     t = response.latency_ms
     stages = " · ".join(f"{key} {t[key]:.1f}" for key in ("encode", "search", "fuse", "rerank", "fetch") if t[key])
-    print(f"{response.mode}{' + ' + response.reranker if response.reranker else ''}, "
-          f"{response.chunks_searched} chunks: {stages} · total {t['total']:.1f} ms")
+    print(
+        f"{response.mode}{' + ' + response.reranker if response.reranker else ''}, "
+        f"{response.chunks_searched} chunks: {stages} · total {t['total']:.1f} ms"
+    )
     return 0

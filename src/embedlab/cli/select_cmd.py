@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embedlab.encoders.spec import parse_model_spec
+from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
+from embedlab.search.pipeline import PipelineSpec, parse_retrieval
 from embedlab.select.analysis import Constraints
 from embedlab.select.run import SelectSpec, pooling_candidates, run_selection
 
@@ -28,11 +29,19 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("select", help="compare candidate models and recommend one under constraints",
-                       description="The accuracy / latency / size / cost trade-off, and a recommendation.")
+    p = sub.add_parser(
+        "select",
+        help="compare candidate models and recommend one under constraints",
+        description="The accuracy / latency / size / cost trade-off, and a recommendation.",
+    )
     _common(p)
     p.add_argument("--candidates", type=Path, help="TOML or YAML candidates file")
-    p.add_argument("--model", "-m", action="append", help="extra candidate NAME[:key=value,...] (repeatable)")
+    p.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        help="extra candidate: a model NAME[:key=value,...] or a pipeline (repeatable)",
+    )
     p.set_defaults(handler=run_select)
     q = sub.add_parser("pooling", help="compare mean, CLS and max pooling on the same transformer")
     _common(q)
@@ -44,17 +53,29 @@ def _spec(args: argparse.Namespace, candidates: tuple, price: float | None) -> S
     if not 0 < args.alpha < 1:
         raise EmbedlabError(f"--alpha must be between 0 and 1, got {args.alpha}")
     return SelectSpec(
-        datasets=tuple(args.dataset), candidates=candidates,
-        constraints=Constraints(max_p95_ms=args.max_p95_ms, max_size_mb=args.max_size_mb,
-                                min_ndcg10=args.min_ndcg10, price_per_hour=price, alpha=args.alpha),
-        split=args.split, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-        latency_queries=args.latency_queries, seed=args.seed, show_progress=not args.no_progress,
+        datasets=tuple(args.dataset),
+        candidates=candidates,
+        constraints=Constraints(
+            max_p95_ms=args.max_p95_ms,
+            max_size_mb=args.max_size_mb,
+            min_ndcg10=args.min_ndcg10,
+            price_per_hour=price,
+            alpha=args.alpha,
+        ),
+        split=args.split,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        latency_queries=args.latency_queries,
+        seed=args.seed,
+        show_progress=not args.no_progress,
     )
 
 
 def _finish(spec: SelectSpec, out: Path) -> int:
+    from embedlab.output import check_output_folder
     from embedlab.select.report import print_selection, write_selection
 
+    check_output_folder(out)  # before the work, not after it
     report, selection = run_selection(spec)
     written = write_selection(selection, report, out)
     print_selection(selection, report)
@@ -65,11 +86,12 @@ def _finish(spec: SelectSpec, out: Path) -> int:
 def run_select(args: argparse.Namespace) -> int:
     from embedlab.select.candidates import load_candidates
 
-    specs, price = [], args.price_per_hour
+    specs: list[ModelSpec | PipelineSpec] = []
+    price = args.price_per_hour
     if args.candidates is not None:
         specs, machine = load_candidates(args.candidates)
         price = price if price is not None else machine.price_per_hour
-    specs += [parse_model_spec(m) for m in args.model or []]
+    specs += [parse_retrieval(m) for m in args.model or []]
     if not specs:
         raise EmbedlabError("no candidates", expected="--candidates FILE and/or --model NAME")
     names = [s.name for s in specs]

@@ -12,12 +12,16 @@ from embedlab.errors import EmbedlabError
 
 log = logging.getLogger(__name__)
 API_KEY_ENV = "EMBEDLAB_API_KEY"
+_SKIPPED_SHOWN = 20  # damaged feedback rows named one by one; the rest are counted
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve a collection: HTTP API, web page, feedback, metrics",
-                       description="Serve a collection over HTTP (FastAPI + uvicorn). The API key, when wanted, "
-                                   f"is read from ${API_KEY_ENV} (or --api-key-file), never from the command line.")
+    p = sub.add_parser(
+        "serve",
+        help="serve a collection: HTTP API, web page, feedback, metrics",
+        description="Serve a collection over HTTP (FastAPI + uvicorn). The API key, when wanted, "
+        f"is read from ${API_KEY_ENV} (or --api-key-file), never from the command line.",
+    )
     p.add_argument("collection", help="collection name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -30,9 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
     p.set_defaults(handler=run_serve)
 
-    f = sub.add_parser("feedback", help="export the feedback a served collection received",
-                       description="Feedback stored by `embedlab serve`, exported as a click log for "
-                                   "`embedlab finetune --train FILE`.")
+    f = sub.add_parser(
+        "feedback",
+        help="export the feedback a served collection received",
+        description="Feedback stored by `embedlab serve`, exported as a click log for "
+        "`embedlab finetune --train FILE`.",
+    )
     actions = f.add_subparsers(dest="action", required=True, metavar="ACTION")
     e = actions.add_parser("export", help="write a click-log JSONL: query, clicked texts, shown texts")
     e.add_argument("collection", help="collection name")
@@ -43,16 +50,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
+    """The key from --api-key-file, else $EMBEDLAB_API_KEY, else None (no authentication).
+
+    An empty or blank key is refused rather than read as "no key": ``EMBEDLAB_API_KEY=""`` or an
+    empty key file is almost always a secret that failed to arrive (an unset CI variable, a
+    missing mount), and serving without authentication then would be silent and wrong."""
     if args.api_key_file is not None:
         try:
             key = args.api_key_file.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise EmbedlabError(f"cannot read the API key file ({err.strerror or err})", path=args.api_key_file) \
-                from None
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            raise EmbedlabError(f"cannot read the API key file ({reason})", path=args.api_key_file) from None
         if not key:
-            raise EmbedlabError("the API key file is empty", path=args.api_key_file)
+            raise EmbedlabError(
+                "the API key file is empty",
+                path=args.api_key_file,
+                hint="put the key in it, or leave --api-key-file out to run without a key",
+            )
         return key
-    return os.environ.get(API_KEY_ENV) or None
+    value = os.environ.get(API_KEY_ENV)
+    if value is None:
+        return None
+    if not value.strip():
+        raise EmbedlabError(
+            f"${API_KEY_ENV} is set but empty, which would turn authentication off",
+            hint=f"set it to the key, or unset it (`unset {API_KEY_ENV}`) to run without a key",
+        )
+    return value
 
 
 def _is_loopback(host: str) -> bool:
@@ -71,11 +95,22 @@ def run_serve(args: argparse.Namespace) -> int:
         raise EmbedlabError("invalid --port", found=str(args.port), expected="1 to 65535")
     key = _api_key(args)
     if not _is_loopback(args.host) and key is None:
-        log.warning("serving on %s without an API key: anyone who can reach this address can search and "
-                    "read the documents (set $%s)", args.host, API_KEY_ENV)
-    config = ServeConfig(collection=args.collection, root=args.root, model=args.model, reranker=args.rerank,
-                         api_key=key, max_k=args.max_k, max_body_bytes=args.max_body,
-                         feedback_path=args.feedback_db)
+        log.warning(
+            "serving on %s without an API key: anyone who can reach this address can search and "
+            "read the documents (set $%s)",
+            args.host,
+            API_KEY_ENV,
+        )
+    config = ServeConfig(
+        collection=args.collection,
+        root=args.root,
+        model=args.model,
+        reranker=args.rerank,
+        api_key=key,
+        max_k=args.max_k,
+        max_body_bytes=args.max_body,
+        feedback_path=args.feedback_db,
+    )
     app = create_app(config)
     try:
         import uvicorn
@@ -92,24 +127,33 @@ def run_export(args: argparse.Namespace) -> int:
     from embedlab.atomic import atomic_write_text
     from embedlab.collection import open_collection
     from embedlab.collection.layout import CollectionDir
+    from embedlab.output import check_output_file
     from embedlab.serve.feedback import FILE, FeedbackStore, click_log
 
+    check_output_file(args.out)  # a folder, a device or a read-only place is refused before any work
     path = args.feedback_db or CollectionDir(args.collection, root=args.root).path / FILE
     if not path.is_file():
         raise EmbedlabError("no feedback yet", path=path, hint=f"serve it first: `embedlab serve {args.collection}`")
     store = FeedbackStore(path)
     try:
-        events = store.events()
+        events, skipped = store.events()
     finally:
         store.close()
+    for bad in skipped[:_SKIPPED_SHOWN]:
+        log.warning("feedback row %s skipped: %s", bad.id, bad.reason)
+    if len(skipped) > _SKIPPED_SHOWN:
+        log.warning("... and %d more damaged feedback rows skipped", len(skipped) - _SKIPPED_SHOWN)
     collection = open_collection(args.collection, root=args.root)
     try:
-        wanted = sorted({int(i) for e in events for i in [e["chunk_id"], *json.loads(str(e["result_ids"]))]})
+        wanted = sorted({i for e in events for i in (e.chunk_id, *e.result_ids)})
         texts = {cid: row.text for cid, row in collection.store.chunks(wanted).items()}
     finally:
         collection.close()
     rows, left_out = click_log(events, texts)
     atomic_write_text(args.out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    print(f"{len(rows)} result pages with clicks from {len(events)} events -> {args.out}"
-          + (f" ({left_out} events about chunks no longer in the collection left out)" if left_out else ""))
+    print(
+        f"{len(rows)} result pages with clicks from {len(events)} events -> {args.out}"
+        + (f" ({left_out} events about chunks no longer in the collection left out)" if left_out else "")
+        + (f" ({len(skipped)} damaged rows skipped)" if skipped else "")
+    )
     return 0

@@ -12,5 +12,16 @@ from embedlab.collection.collection import Collection, info, open_collection
 from embedlab.collection.layout import collections_root, list_collections
 from embedlab.collection.search import Hit, SearchResponse, search
 
-__all__ = ["BuildReport", "Collection", "Hit", "SearchResponse", "build", "collections_root", "info",
-           "list_collections", "open_collection", "search", "update"]
+__all__ = [
+    "BuildReport",
+    "Collection",
+    "Hit",
+    "SearchResponse",
+    "build",
+    "collections_root",
+    "info",
+    "list_collections",
+    "open_collection",
+    "search",
+    "update",
+]

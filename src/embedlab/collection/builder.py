@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Literal
 
 from embedlab.collection.generation import BuildReport, GenerationJob
 from embedlab.collection.layout import CollectionDir
 from embedlab.collection.manifest import Chunking, file_sha256, read_manifest
 from embedlab.collection.vectors import ANN_THRESHOLD, VECTORS
 from embedlab.data.chunking import TokenCounter, check_chunk_options, count_words, tokenizer_counter
-from embedlab.data.ingest import library_files
+from embedlab.data.library import DEFAULT_RULES, LibraryRules, library_files
 from embedlab.encoders.base import Encoder
 from embedlab.encoders.spec import ModelSpec, parse_model_spec
 from embedlab.errors import EmbedlabError
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 __all__ = ["BuildReport", "build", "update"]
 
 
-def _token_counter(encoder: Encoder, wanted: str | None = None) -> tuple[TokenCounter, str]:
+def _token_counter(
+    encoder: Encoder, wanted: str | None = None
+) -> tuple[TokenCounter, Literal["words", "model tokenizer"]]:
     """Chunks are budgeted in the model's own tokens when the encoder exposes a ``tokenizers`` tokenizer."""
     tokenizer = getattr(encoder, "tokenizer", None)
     if wanted != "words" and tokenizer is not None and hasattr(tokenizer, "to_str"):
@@ -54,31 +57,46 @@ def build(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     ann_threshold: int = ANN_THRESHOLD,
+    rules: LibraryRules = DEFAULT_RULES,
     show_progress: bool = False,
 ) -> BuildReport:
-    """Index every readable file of ``folder`` into collection ``name`` (a new one, or ``replace=True``)."""
-    from embedlab.search.build import build_encoder
+    """Index every readable file of ``folder`` into collection ``name`` (a new one, or ``replace=True``).
+
+    ``rules`` say which files are read (links out of the folder only with ``follow_links``)
+    and cap pages, text and chunks per file; they are kept in the manifest for updates.
+    """
+    from embedlab.encoders.registry import load_encoder
 
     cdir = CollectionDir(name, root=root)
     check_chunk_options(max_tokens, overlap)
     if isinstance(ann_threshold, bool) or not isinstance(ann_threshold, int) or ann_threshold <= 0:
         raise EmbedlabError("invalid approximate-index threshold", found=repr(ann_threshold), expected="a count > 0")
     library = Path(folder).expanduser()
-    library_files(library)  # the folder must exist: fail before loading a model
+    library_files(library, rules=rules)  # the folder must exist: fail before loading a model
     if cdir.exists() and not replace:
-        raise EmbedlabError(f"collection {name!r} already exists", path=cdir.path,
-                            hint=f"`embedlab index update {name}` re-reads its folder; "
-                                 "`index build --replace` rebuilds it from scratch")
+        raise EmbedlabError(
+            f"collection {name!r} already exists",
+            path=cdir.path,
+            hint=f"`embedlab index update {name}` re-reads its folder; "
+            "`index build --replace` rebuilds it from scratch",
+        )
     spec = _spec(model_spec)
     if spec.index != "exact":
-        raise EmbedlabError(f"model option index={spec.index} does not apply to collections",
-                            hint="a collection searches exactly below --ann-threshold chunks and builds HNSW above it")
-    encoder = build_encoder(spec)
+        raise EmbedlabError(
+            f"model option index={spec.index} does not apply to collections",
+            hint="a collection searches exactly below --ann-threshold chunks and builds HNSW above it",
+        )
+    encoder = load_encoder(spec)
     counter, counter_name = _token_counter(encoder)
     if max_tokens > encoder.fingerprint.max_length:
-        log.warning("chunks of up to %d tokens, but %s reads only %d: the rest of a long chunk is not embedded "
-                    "(BM25 still sees it); consider --chunk-tokens %d", max_tokens, spec.name,
-                    encoder.fingerprint.max_length, encoder.fingerprint.max_length)
+        log.warning(
+            "chunks of up to %d tokens, but %s reads only %d: the rest of a long chunk is not embedded "
+            "(BM25 still sees it); consider --chunk-tokens %d",
+            max_tokens,
+            spec.name,
+            encoder.fingerprint.max_length,
+            encoder.fingerprint.max_length,
+        )
     chunking = Chunking(max_tokens=max_tokens, overlap=overlap, counter=counter_name)
     fresh = not cdir.path.exists()
     try:
@@ -87,8 +105,21 @@ def build(
             if cdir.exists() and not replace:  # built by another process meanwhile
                 raise EmbedlabError(f"collection {name!r} already exists", path=cdir.path)
             previous = read_manifest(cdir.live()) if cdir.exists() else None
-            job = GenerationJob(cdir, library, spec, encoder, chunking, counter, ann_threshold, previous, None,
-                                cache_dir, use_cache, show_progress)
+            job = GenerationJob(
+                cdir,
+                library,
+                spec,
+                encoder,
+                chunking,
+                counter,
+                ann_threshold,
+                previous,
+                None,
+                cache_dir,
+                use_cache,
+                show_progress,
+                rules=rules,
+            )
             return job.run()
     except EmbedlabError:
         if fresh and [p.name for p in cdir.path.iterdir()] == [".lock"]:
@@ -106,9 +137,10 @@ def update(
     show_progress: bool = False,
 ) -> BuildReport:
     """Re-read the collection's folder (or ``folder``, when it moved): new and changed files are
-    indexed, deleted ones removed, unchanged ones carried over without encoding."""
+    indexed, deleted ones removed, unchanged ones carried over without encoding.  The folder is
+    read with the rules the collection was built with (links, caps)."""
     from embedlab.collection.collection import check_encoder
-    from embedlab.search.build import build_encoder
+    from embedlab.encoders.registry import load_encoder
 
     cdir = CollectionDir(name, root=root)
     if not cdir.exists():
@@ -118,15 +150,31 @@ def update(
         live = cdir.live()
         previous = read_manifest(live)
         library = Path(folder).expanduser() if folder is not None else Path(previous.source_folder)
-        library_files(library)  # a missing folder is an error, never "every file was deleted"
+        library_files(library, rules=previous.library.rules())  # a missing folder is an error, not "all deleted"
         spec = ModelSpec.model_validate(previous.model_spec)
-        encoder = build_encoder(spec)
+        encoder = load_encoder(spec)
         check_encoder(previous, encoder, name)
         counter, _ = _token_counter(encoder, previous.chunking.counter)
         if file_sha256(live / previous.vectors.file) != previous.vectors.sha256:
-            raise EmbedlabError("the live generation's vectors do not match their checksum", path=live / VECTORS,
-                                hint=f"rebuild: `embedlab index build {previous.source_folder} --collection {name} "
-                                     f"--model {previous.model} --replace`")
-        job = GenerationJob(cdir, library, spec, encoder, previous.chunking, counter, previous.index.threshold,
-                            previous, live, cache_dir, use_cache, show_progress)
+            raise EmbedlabError(
+                "the live generation's vectors do not match their checksum",
+                path=live / VECTORS,
+                hint=f"rebuild: `embedlab index build {previous.source_folder} --collection {name} "
+                f"--model {previous.model} --replace`",
+            )
+        job = GenerationJob(
+            cdir,
+            library,
+            spec,
+            encoder,
+            previous.chunking,
+            counter,
+            previous.index.threshold,
+            previous,
+            live,
+            cache_dir,
+            use_cache,
+            show_progress,
+            rules=previous.library.rules(),
+        )
         return job.run()

@@ -84,8 +84,10 @@ class ChunkWriter:
         self.db.execute("BEGIN")
 
     def add_file(self, doc: SourceDocument, chunks: Sequence[Chunk], ids: Sequence[int]) -> None:
-        self.db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                        (doc.relative, doc.sha256, doc.kind, len(doc.pages), len(chunks), _now()))
+        self.db.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            (doc.relative, doc.sha256, doc.kind, len(doc.pages), len(chunks), _now()),
+        )
         self.db.executemany(
             "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
             ((i, c.doc, c.page, c.char_start, c.char_end, c.text, c.tokens) for i, c in zip(ids, chunks, strict=True)),
@@ -123,17 +125,29 @@ class ChunkStore:
     def __init__(self, path: Path) -> None:
         if not path.is_file():
             raise EmbedlabError("collection generation has no chunk database", path=path)
+        self.path = path
         try:
             self.db = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)
             self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()
         except sqlite3.DatabaseError as err:
-            raise EmbedlabError(f"cannot read the chunk database ({err})", path=path) from None
-        self.path = path
+            raise self._damaged(err) from None
         self._lock = threading.Lock()
+
+    def _damaged(self, err: sqlite3.DatabaseError) -> EmbedlabError:
+        """A damaged page can surface at any later query, not only at open: every query says which file."""
+        return EmbedlabError(
+            f"cannot read the chunk database ({err})",
+            path=self.path,
+            expected="an intact SQLite database written by `embedlab index build`",
+            hint="the file is damaged; `embedlab index build --replace` rebuilds the collection",
+        )
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
-            return self.db.execute(sql, params).fetchall()
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as err:
+                raise self._damaged(err) from None
 
     def ids(self) -> np.ndarray:
         return np.asarray([r[0] for r in self._query("SELECT id FROM chunks ORDER BY id")], dtype=np.int64)
@@ -151,8 +165,9 @@ class ChunkStore:
         for start in range(0, len(wanted), _BATCH):
             part = wanted[start : start + _BATCH]
             marks = ",".join("?" * len(part))
-            for row in self._query(f"SELECT id, path, page, char_start, char_end, text, tokens FROM chunks "
-                                   f"WHERE id IN ({marks})", part):
+            for row in self._query(
+                f"SELECT id, path, page, char_start, char_end, text, tokens FROM chunks WHERE id IN ({marks})", part
+            ):
                 out[row[0]] = ChunkRow(*row)
         return out
 

@@ -23,19 +23,30 @@ import numpy as np
 
 from embedlab.collection.chunkstore import DB, ChunkStore
 from embedlab.collection.layout import CollectionDir, folder_size
-from embedlab.collection.lexical import LexicalIndex
+from embedlab.collection.lexical import open_lexical
 from embedlab.collection.manifest import Manifest, file_sha256, read_manifest
-from embedlab.collection.vectors import DenseIndex, load_vectors
+from embedlab.collection.vectors import load_vectors, open_dense_index
 from embedlab.encoders.base import Encoder
 from embedlab.encoders.spec import ModelSpec, parse_model_spec
 from embedlab.errors import EmbedlabError
+from embedlab.payloads import CollectionInfo
 
 if TYPE_CHECKING:
     from embedlab.collection.search import SearchResponse
     from embedlab.search.rerank import Reranker
 
-_SHOWN = ("model", "kind", "weights", "backend", "pooling", "normalize", "max_length", "precision",
-          "query_prompt", "document_prompt")
+_SHOWN = (
+    "model",
+    "kind",
+    "weights",
+    "backend",
+    "pooling",
+    "normalize",
+    "max_length",
+    "precision",
+    "query_prompt",
+    "document_prompt",
+)
 
 
 def _plain(values: dict[str, object]) -> dict[str, object]:
@@ -55,17 +66,19 @@ def check_encoder(manifest: Manifest, encoder: Encoder, name: str) -> None:
 
     raise EmbedlabError(
         f"collection {name!r} was built with a different encoder (differs in {', '.join(differ)})",
-        found=f"query encoder {show(given)}", expected=f"the collection's encoder {show(built)}",
+        found=f"query encoder {show(given)}",
+        expected=f"the collection's encoder {show(built)}",
         hint=f"search with the collection's model ({manifest.model}), or rebuild the collection with the new "
-             "model (`embedlab index build --replace`)",
+        "model (`embedlab index build --replace`)",
     )
 
 
 class Collection:
     """One loaded generation of a collection; :meth:`search` answers queries."""
 
-    def __init__(self, cdir: CollectionDir, folder: Path, manifest: Manifest, encoder: Encoder, *,
-                 verify: bool = True) -> None:
+    def __init__(
+        self, cdir: CollectionDir, folder: Path, manifest: Manifest, encoder: Encoder, *, verify: bool = True
+    ) -> None:
         self.cdir = cdir
         self.name = cdir.name
         self.folder = folder
@@ -75,23 +88,37 @@ class Collection:
         if not vector_path.is_file():
             raise EmbedlabError("collection generation has no vector file", path=vector_path)
         if verify and file_sha256(vector_path) != manifest.vectors.sha256:
-            raise EmbedlabError("the collection's vectors do not match the checksum in its manifest",
-                                path=vector_path, hint=f"the file is damaged; `embedlab index build "
-                                                       f"--collection {self.name} --replace` rebuilds it")
+            raise EmbedlabError(
+                "the collection's vectors do not match the checksum in its manifest",
+                path=vector_path,
+                hint=f"the file is damaged; `embedlab index build --collection {self.name} --replace` rebuilds it",
+            )
         vectors = load_vectors(vector_path)
         if vectors.ndim != 2 or vectors.shape != (manifest.counts.chunks, manifest.dim):
-            raise EmbedlabError("the collection's vectors do not match its manifest", path=vector_path,
-                                found=f"shape {vectors.shape}",
-                                expected=f"({manifest.counts.chunks}, {manifest.dim})")
+            raise EmbedlabError(
+                "the collection's vectors do not match its manifest",
+                path=vector_path,
+                found=f"shape {vectors.shape}",
+                expected=f"({manifest.counts.chunks}, {manifest.dim})",
+            )
         self.store = ChunkStore(folder / DB)
         self.ids = self.store.ids()
         if len(self.ids) != manifest.counts.chunks:
-            raise EmbedlabError("the chunk database does not match the manifest", path=folder / DB,
-                                found=f"{len(self.ids)} chunks", expected=f"{manifest.counts.chunks}")
+            raise EmbedlabError(
+                "the chunk database does not match the manifest",
+                path=folder / DB,
+                found=f"{len(self.ids)} chunks",
+                expected=f"{manifest.counts.chunks}",
+            )
         self.paths, self.row_path = self.store.row_paths()
-        self.dense = DenseIndex(vectors, manifest.index, folder)
-        self.lexical = LexicalIndex(manifest.lexical, folder, len(self.ids))
+        self.dense = open_dense_index(vectors, manifest.index, folder)
+        self.lexical = open_lexical(manifest.lexical, folder, len(self.ids))
         self._filters: dict[str, np.ndarray | None] = {}
+
+    @property
+    def dense_model(self) -> str:
+        """The name of the model whose vectors the collection holds (as given to ``index build``)."""
+        return str(self.manifest.model_spec.get("model", self.manifest.model))
 
     @property
     def generation(self) -> int:
@@ -111,15 +138,36 @@ class Collection:
                 self._filters.pop(next(iter(self._filters)))
         return self._filters[pattern]
 
-    def search(self, query: str, *, k: int = 10, mode: str = "hybrid", rrf_k: float = 60.0,
-               weights: tuple[float, float] = (1.0, 1.0), path_filter: str | None = None,
-               reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100,
-               snippets: bool = True) -> SearchResponse:
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        mode: str = "hybrid",
+        rrf_k: float = 60.0,
+        weights: tuple[float, float] = (1.0, 1.0),
+        path_filter: str | None = None,
+        reranker: Reranker | None = None,
+        rerank_depth: int = 20,
+        candidates: int = 100,
+        snippets: bool = True,
+    ) -> SearchResponse:
         """See :func:`embedlab.collection.search.search`."""
         from embedlab.collection.search import search
 
-        return search(self, query, k=k, mode=mode, rrf_k=rrf_k, weights=weights, path_filter=path_filter,
-                      reranker=reranker, rerank_depth=rerank_depth, candidates=candidates, snippets=snippets)
+        return search(
+            self,
+            query,
+            k=k,
+            mode=mode,
+            rrf_k=rrf_k,
+            weights=weights,
+            path_filter=path_filter,
+            reranker=reranker,
+            rerank_depth=rerank_depth,
+            candidates=candidates,
+            snippets=snippets,
+        )
 
     def is_stale(self) -> bool:
         """True when another generation has become live since this one was opened."""
@@ -138,11 +186,12 @@ class Collection:
         self.close()
 
 
-def open_collection(name: str, *, model_spec: ModelSpec | str | None = None, root: str | Path | None = None,
-                    verify: bool = True) -> Collection:
+def open_collection(
+    name: str, *, model_spec: ModelSpec | str | None = None, root: str | Path | None = None, verify: bool = True
+) -> Collection:
     """Load collection ``name``'s live generation; ``model_spec`` (default: the collection's own) must
     give the same encoder fingerprint."""
-    from embedlab.search.build import build_encoder
+    from embedlab.encoders.registry import load_encoder
 
     cdir = CollectionDir(name, root=root)
     spec = None
@@ -154,7 +203,7 @@ def open_collection(name: str, *, model_spec: ModelSpec | str | None = None, roo
         try:
             manifest = read_manifest(folder)
             if encoder is None:
-                encoder = build_encoder(spec or ModelSpec.model_validate(manifest.model_spec))
+                encoder = load_encoder(spec or ModelSpec.model_validate(manifest.model_spec))
             check_encoder(manifest, encoder, name)
             return Collection(cdir, folder, manifest, encoder, verify=verify)
         except EmbedlabError:
@@ -165,7 +214,7 @@ def open_collection(name: str, *, model_spec: ModelSpec | str | None = None, roo
     raise RuntimeError("unreachable")  # pragma: no cover
 
 
-def info(name: str, *, root: str | Path | None = None) -> dict[str, object]:
+def info(name: str, *, root: str | Path | None = None) -> CollectionInfo:
     """What a collection holds, with what it was made, and its size on disk (no model is loaded)."""
     cdir = CollectionDir(name, root=root)
     folder = cdir.live()
@@ -180,13 +229,26 @@ def info(name: str, *, root: str | Path | None = None) -> dict[str, object]:
     for row in files:
         kinds[str(row["kind"])] = kinds.get(str(row["kind"]), 0) + 1
     return {
-        "name": name, "path": str(cdir.path), "generation": manifest.generation,
-        "source_folder": manifest.source_folder, "model": manifest.model, "model_spec": manifest.model_spec,
-        "encoder": manifest.encoder, "dim": manifest.dim, "metric": manifest.metric,
-        "chunking": manifest.chunking.model_dump(), "counts": manifest.counts.model_dump(),
-        "files_by_kind": dict(sorted(kinds.items())), "index": manifest.index.model_dump(),
-        "lexical": manifest.lexical.model_dump(), "vectors": manifest.vectors.model_dump(),
-        "size_bytes": folder_size(folder), "folder_bytes": folder_size(cdir.path),
-        "created": manifest.created, "updated": manifest.updated, "versions": manifest.versions,
+        "name": name,
+        "path": str(cdir.path),
+        "generation": manifest.generation,
+        "source_folder": manifest.source_folder,
+        "model": manifest.model,
+        "model_spec": manifest.model_spec,
+        "encoder": manifest.encoder,
+        "dim": manifest.dim,
+        "metric": manifest.metric,
+        "chunking": manifest.chunking.model_dump(),
+        "library": manifest.library.model_dump(),
+        "counts": manifest.counts.model_dump(),
+        "files_by_kind": dict(sorted(kinds.items())),
+        "index": manifest.index.model_dump(),
+        "lexical": manifest.lexical.model_dump(),
+        "vectors": manifest.vectors.model_dump(),
+        "size_bytes": folder_size(folder),
+        "folder_bytes": folder_size(cdir.path),
+        "created": manifest.created,
+        "updated": manifest.updated,
+        "versions": manifest.versions,
         "skipped": skipped,
     }

@@ -40,8 +40,11 @@ def corpus_folder(dataset: Dataset, *, cache_dir: str | Path | None = None) -> P
         for doc in dataset.iter_documents():
             name = _file_name(doc.id)
             if name in names:
-                raise EmbedlabError(f"two document ids map to the file name {name!r}", path=dataset.corpus_path,
-                                    found=f"{names[name]!r} and {doc.id!r}")
+                raise EmbedlabError(
+                    f"two document ids map to the file name {name!r}",
+                    path=dataset.corpus_path,
+                    found=f"{names[name]!r} and {doc.id!r}",
+                )
             names[name] = doc.id
             body = f"{doc.title.strip()}\n\n{doc.text.strip()}" if doc.title.strip() else doc.text.strip()
             (work / name).write_text(body + "\n", encoding="utf-8")
@@ -55,6 +58,8 @@ def document_ids(folder: str | Path) -> dict[str, str]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise EmbedlabError("this collection was not built from a dataset, so it cannot be scored on qrels",
-                            path=path, hint="build it with `embedlab index build --dataset NAME --collection ...`"
-                            ) from None
+        raise EmbedlabError(
+            "this collection was not built from a dataset, so it cannot be scored on qrels",
+            path=path,
+            hint="build it with `embedlab index build --dataset NAME --collection ...`",
+        ) from None

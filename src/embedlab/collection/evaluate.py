@@ -12,16 +12,14 @@ Hybrid search fuses the top ``chunk_depth`` chunks of each side here (the server
 default is 100): with documents split into several chunks, 100 chunks can hold fewer
 than the 100 documents that Recall@100 needs.
 
-Modes are compared with a paired randomization test on per-query nDCG@10 (else the first metric)
-(two-sided, Holm-adjusted over all pairs), with bootstrap confidence intervals.
+Modes are compared on per-query nDCG@10 (else the first metric) by ``eval.compare``: a two-sided
+paired randomization test, Holm-adjusted over all pairs, and a bootstrap interval of the difference.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,11 +33,12 @@ from embedlab.data.beir import load_dataset
 from embedlab.data.types import Run
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
+from embedlab.eval.compare import PairedComparison, compare_all_pairs
 from embedlab.eval.evaluate import evaluate
 from embedlab.eval.measure import hardware, library_versions, peak_rss_bytes, percentile_ms
 from embedlab.eval.metrics import MetricSpec
 from embedlab.eval.runner import EvalReport, EvalSpec, ModelResult
-from embedlab.eval.stats import bootstrap_ci, holm, paired_arrays, paired_randomization_test
+from embedlab.payloads import Environment, Measurements
 from embedlab.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -49,38 +48,42 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Comparison:
-    a: str
-    b: str
-    metric: str
-    mean_a: float
-    mean_b: float
-    difference: float  # mean_a - mean_b
-    ci_low: float
-    ci_high: float
-    p_value: float
-    p_holm: float
-    queries: int
-
-
-@dataclass(frozen=True)
 class CollectionEval:
     report: EvalReport
-    comparisons: list[Comparison]
+    comparisons: list[PairedComparison]
 
 
-def _document_run(collection, queries: dict[str, str], ids: dict[str, str], *, mode: str, depth: int,  # noqa: ANN001
-                  chunk_depth: int, rrf_k: float, weights: tuple[float, float], reranker: Reranker | None,
-                  rerank_depth: int, show_progress: bool) -> tuple[Run, list[float], dict[str, float]]:
+def _document_run(
+    collection,
+    queries: dict[str, str],
+    ids: dict[str, str],
+    *,
+    mode: str,
+    depth: int,
+    chunk_depth: int,
+    rrf_k: float,
+    weights: tuple[float, float],
+    reranker: Reranker | None,
+    rerank_depth: int,
+    show_progress: bool,
+) -> tuple[Run, list[float], dict[str, float]]:
     ranked: dict[str, dict[str, float]] = {}
     totals: list[float] = []
     stages: dict[str, float] = {}
     bar = progress_bar(total=len(queries), desc=f"search {mode}", enabled=show_progress)
     for query_id, text in queries.items():
         bar.update(1)
-        response = collection.search(text, k=chunk_depth, mode=mode, rrf_k=rrf_k, weights=weights,
-                                     reranker=reranker, rerank_depth=rerank_depth, candidates=chunk_depth,
-                                     snippets=False)
+        response = collection.search(
+            text,
+            k=chunk_depth,
+            mode=mode,
+            rrf_k=rrf_k,
+            weights=weights,
+            reranker=reranker,
+            rerank_depth=rerank_depth,
+            candidates=chunk_depth,
+            snippets=False,
+        )
         best: dict[str, float] = {}
         for hit in response.hits:  # best first, so a document's first hit is its best chunk
             doc = ids.get(hit.path)
@@ -95,11 +98,22 @@ def _document_run(collection, queries: dict[str, str], ids: dict[str, str], *, m
     return Run(ranked, name=mode), totals, mean_stages
 
 
-def evaluate_collection(name: str, dataset_name: str, *, modes: tuple[str, ...], metrics: tuple[MetricSpec, ...],
-                        split: str = "test", root: str | Path | None = None, chunk_depth: int = 1000,
-                        rrf_k: float = 60.0, weights: tuple[float, float] = (1.0, 1.0),
-                        reranker: Reranker | None = None, rerank_depth: int = 20, seed: int = 0,
-                        show_progress: bool = False) -> CollectionEval:
+def evaluate_collection(
+    name: str,
+    dataset_name: str,
+    *,
+    modes: tuple[str, ...],
+    metrics: tuple[MetricSpec, ...],
+    split: str = "test",
+    root: str | Path | None = None,
+    chunk_depth: int = 1000,
+    rrf_k: float = 60.0,
+    weights: tuple[float, float] = (1.0, 1.0),
+    reranker: Reranker | None = None,
+    rerank_depth: int = 20,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> CollectionEval:
     """Every mode of collection ``name`` on ``dataset_name``'s ``split`` qrels; see the module docstring."""
     if not modes:
         raise EmbedlabError("no search mode to evaluate", expected="one or more of dense, bm25, hybrid")
@@ -110,75 +124,103 @@ def evaluate_collection(name: str, dataset_name: str, *, modes: tuple[str, ...],
     corpus_ids = set(ids.values())
     judged = {d for docs in dataset.qrels.judgments.values() for d in docs}
     if not judged & corpus_ids:
-        raise EmbedlabError(f"collection {name!r} holds none of {dataset.name!r}'s judged documents",
-                            hint="build the collection from this dataset: `embedlab index build --dataset "
-                                 f"{dataset.name} --collection {name} --model MODEL`")
+        raise EmbedlabError(
+            f"collection {name!r} holds none of {dataset.name!r}'s judged documents",
+            hint="build the collection from this dataset: `embedlab index build --dataset "
+            f"{dataset.name} --collection {name} --model MODEL`",
+        )
     started = time.perf_counter()
     collection = open_collection(name, root=root)
     load_s = time.perf_counter() - started
     results: list[ModelResult] = []
     try:
-        spec_dict = dict(description["model_spec"])  # type: ignore[arg-type]
+        spec_dict = dict(description["model_spec"])
         for mode in modes:
             log.info("%s / %s on %s", name, mode, dataset.name)
             started = time.perf_counter()
             run, totals, stages = _document_run(
-                collection, dataset.queries, ids, mode=mode, depth=depth, chunk_depth=chunk_depth, rrf_k=rrf_k,
-                weights=weights, reranker=reranker, rerank_depth=rerank_depth,
-                show_progress=show_progress)
+                collection,
+                dataset.queries,
+                ids,
+                mode=mode,
+                depth=depth,
+                chunk_depth=chunk_depth,
+                rrf_k=rrf_k,
+                weights=weights,
+                reranker=reranker,
+                rerank_depth=rerank_depth,
+                show_progress=show_progress,
+            )
             seconds = time.perf_counter() - started
             evaluation = evaluate(run, dataset.qrels, metrics)
             label = f"{name}/{mode}" + (f"+{reranker.name}" if reranker is not None else "")
             counts, chunking = description["counts"], description["chunking"]
-            measurements = {
+            measurements: Measurements = {
                 "load_seconds": load_s,
-                "corpus": {"documents": dataset.doc_count, "chunks": counts["chunks"],  # type: ignore[index]
-                           "seconds": 0.0, "encoded": 0, "cache_hits": 0, "docs_per_second": None,
-                           "source": f"collection {name} generation {description['generation']}"},
+                "corpus": {
+                    "documents": dataset.doc_count,
+                    "chunks": counts["chunks"],
+                    "seconds": 0.0,
+                    "encoded": 0,
+                    "cache_hits": 0,
+                    "docs_per_second": None,
+                    "source": f"collection {name} generation {description['generation']}",
+                },
                 "queries": {"count": len(dataset.queries), "seconds": seconds},
-                "latency": {"samples": len(totals), "p50_ms": percentile_ms(totals, 50),
-                            "p95_ms": percentile_ms(totals, 95), "mean_ms": float(np.mean(totals) * 1000.0),
-                            "stages_mean_ms": stages,
-                            "what": f"collection search of {chunk_depth} chunks per query, no snippets"},
+                "latency": {
+                    "samples": len(totals),
+                    "p50_ms": percentile_ms(totals, 50),
+                    "p95_ms": percentile_ms(totals, 95),
+                    "mean_ms": float(np.mean(totals) * 1000.0),
+                    "stages_mean_ms": stages,
+                    "what": f"collection search of {chunk_depth} chunks per query, no snippets",
+                },
                 "size": {"dim": description["dim"], "index_bytes": description["size_bytes"]},
                 "memory": {"peak_rss_bytes": peak_rss_bytes()},
-                "conditions": {"mode": mode, "chunk_tokens": chunking["max_tokens"],  # type: ignore[index]
-                               "overlap": chunking["overlap"], "chunk_depth": chunk_depth,  # type: ignore[index]
-                               "rrf_k": rrf_k, "weights": list(weights),
-                               "reranker": reranker.name if reranker is not None else None,
-                               "document_score": "best chunk (MaxP)"},
+                "conditions": {
+                    "mode": mode,
+                    "chunk_tokens": chunking["max_tokens"],
+                    "overlap": chunking["overlap"],
+                    "chunk_depth": chunk_depth,
+                    "rrf_k": rrf_k,
+                    "weights": list(weights),
+                    "reranker": reranker.name if reranker is not None else None,
+                    "document_score": "best chunk (MaxP)",
+                },
             }
-            results.append(ModelResult(dataset=dataset.name, model=label, spec={**spec_dict, "collection": name},
-                                       scores=evaluation.mean, evaluation=evaluation, run=run,
-                                       fingerprint=dict(description["encoder"]),  # type: ignore[arg-type]
-                                       measurements=measurements))
+            results.append(
+                ModelResult(
+                    dataset=dataset.name,
+                    model=label,
+                    spec={**spec_dict, "collection": name},
+                    scores=evaluation.mean,
+                    evaluation=evaluation,
+                    run=run,
+                    fingerprint=dict(description["encoder"]),
+                    measurements=measurements,
+                )
+            )
     finally:
         collection.close()
-    spec = EvalSpec(datasets=(dataset.name,), models=(ModelSpec.model_validate(spec_dict),), metrics=metrics,
-                    split=split, seed=seed)
-    environment = {"embedlab": __version__, "libraries": library_versions(), "hardware": hardware(), "seed": seed,
-                   "collection": {k: description[k] for k in ("name", "generation", "chunking", "counts", "index")}}
-    report = EvalReport(spec=spec, datasets={dataset.name: dataset.manifest()}, results=results,
-                        environment=environment)
+    spec = EvalSpec(
+        datasets=(dataset.name,), models=(ModelSpec.model_validate(spec_dict),), metrics=metrics, split=split, seed=seed
+    )
+    environment: Environment = {
+        "embedlab": __version__,
+        "libraries": library_versions(),
+        "hardware": hardware(),
+        "seed": seed,
+        "collection": {k: description[k] for k in ("name", "generation", "chunking", "counts", "index")},
+    }
+    report = EvalReport(
+        spec=spec, datasets={dataset.name: dataset.manifest()}, results=results, environment=environment
+    )
     main = "ndcg_at_10" if any(m.key == "ndcg_at_10" for m in metrics) else metrics[0].key
     return CollectionEval(report=report, comparisons=compare_modes(results, main, seed=seed))
 
 
-def compare_modes(results: list[ModelResult], metric: str, *, seed: int = 0) -> list[Comparison]:
-    """Paired randomization tests between every two results on ``metric`` (per query), Holm-adjusted."""
-    return compare_systems({r.model: r.evaluation.per_query[metric] for r in results if r.evaluation is not None},
-                           metric, seed=seed)
-
-
-def compare_systems(per_query: Mapping[str, Mapping[str, float]], metric: str, *, seed: int = 0) -> list[Comparison]:
-    """Every two systems' per-query scores (same queries) compared: mean difference with a bootstrap
-    interval and a two-sided paired randomization test, p-values Holm-adjusted over all pairs."""
-    raw = []
-    for a, b in itertools.combinations(per_query, 2):
-        x, y = paired_arrays(per_query[a], per_query[b])
-        raw.append((a, b, x, y, paired_randomization_test(x, y, seed=seed), bootstrap_ci(x - y, seed=seed)))
-    adjusted = holm([item[4].p_value for item in raw]) if raw else []
-    return [Comparison(a=a, b=b, metric=metric, mean_a=float(x.mean()), mean_b=float(y.mean()),
-                       difference=float(x.mean() - y.mean()), ci_low=interval.low, ci_high=interval.high,
-                       p_value=test.p_value, p_holm=p, queries=len(x))
-            for (a, b, x, y, test, interval), p in zip(raw, adjusted, strict=True)]
+def compare_modes(results: list[ModelResult], metric: str, *, seed: int = 0) -> list[PairedComparison]:
+    """Every two results on ``metric`` (per query), Holm-adjusted over all pairs (``eval.compare``)."""
+    return compare_all_pairs(
+        {r.model: r.evaluation.per_query[metric] for r in results if r.evaluation is not None}, metric=metric, seed=seed
+    )

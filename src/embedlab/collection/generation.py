@@ -5,13 +5,17 @@ Files are compared by SHA-256 with the live generation: unchanged files keep the
 (ids included) and vectors, new and changed files are read, chunked and encoded (through
 the embedding cache, a group of chunks at a time, appended to a raw file so memory stays
 bounded), deleted files are dropped.  An unchanged file that could not be read before is
-not read again.  The finished folder is fsynced, renamed and made live by replacing the
-pointer (see :mod:`embedlab.collection.layout`); ``crash_point`` marks the moments the
-crash tests kill the process at.
+not read again.  Which files are opened and the caps per file (pages, text, chunks) follow
+the collection's :class:`~embedlab.data.library.LibraryRules`, the same for every update.
+The finished folder is fsynced, renamed and made live by replacing the pointer (see
+:mod:`embedlab.collection.layout`); ``crash_point`` marks the moments the crash tests kill
+the process at.
 """
 
 from __future__ import annotations
 
+import errno
+import itertools
 import logging
 import os
 import shutil
@@ -23,19 +27,28 @@ from pathlib import Path
 import numpy as np
 
 from embedlab import __version__, settings
+from embedlab.atomic import fsync_dir, fsync_tree, write_error
 from embedlab.cache.store import EmbeddingCache
 from embedlab.collection.chunkstore import DB, ChunkStore, ChunkWriter
-from embedlab.atomic import fsync_dir, fsync_tree
 from embedlab.collection.layout import CollectionDir, crash_point, folder_size, link_tree
-from embedlab.collection.lexical import build_bm25
+from embedlab.collection.lexical import build_lexical
 from embedlab.collection.manifest import (
-    FORMAT_VERSION, Chunking, Counts, DenseIndexInfo, LexicalInfo, Manifest, VectorFile, file_sha256,
+    FORMAT_VERSION,
+    Chunking,
+    Counts,
+    DenseIndexInfo,
+    LexicalInfo,
+    LibraryReading,
+    Manifest,
+    VectorFile,
+    file_sha256,
     write_manifest,
 )
 from embedlab.collection.vectors import VECTORS, build_dense_index, load_vectors, write_vectors
-from embedlab.data.chunking import TokenCounter, chunk_document
-from embedlab.data.ingest import SUPPORTED_SUFFIXES, Skipped, library_files, read_or_skip
-from embedlab.encoders.base import EncodeStats, Encoder
+from embedlab.data.chunking import TokenCounter, iter_chunks
+from embedlab.data.ingest import SUPPORTED_SUFFIXES, Skipped, read_or_skip
+from embedlab.data.library import DEFAULT_RULES, LibraryRules, display_path, file_digest, library_files, over_cap
+from embedlab.encoders.base import Encoder, EncodeStats
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.progress import progress_bar
@@ -75,10 +88,25 @@ def _now() -> str:
 class GenerationJob:
     """One build or update, run under the collection lock."""
 
-    def __init__(self, cdir: CollectionDir, library: Path, spec: ModelSpec, encoder: Encoder, chunking: Chunking,
-                 counter: TokenCounter, threshold: int, previous: Manifest | None, reuse: Path | None,
-                 cache_dir: str | Path | None, use_cache: bool, show_progress: bool) -> None:
+    def __init__(
+        self,
+        cdir: CollectionDir,
+        library: Path,
+        spec: ModelSpec,
+        encoder: Encoder,
+        chunking: Chunking,
+        counter: TokenCounter,
+        threshold: int,
+        previous: Manifest | None,
+        reuse: Path | None,
+        cache_dir: str | Path | None,
+        use_cache: bool,
+        show_progress: bool,
+        *,
+        rules: LibraryRules = DEFAULT_RULES,
+    ) -> None:
         self.cdir, self.library, self.spec, self.encoder = cdir, library, spec, encoder
+        self.rules = rules
         self.chunking, self.counter, self.threshold = chunking, counter, threshold
         self.previous, self.reuse = previous, reuse
         self.cache_dir, self.use_cache, self.show_progress = cache_dir, use_cache, show_progress
@@ -96,19 +124,34 @@ class GenerationJob:
             self.old_hashes = old.file_hashes() if old is not None else {}
             read, skipped = self._plan(old)
             gone = set(self.old_hashes) - set(self.keep) - {rel for _, rel, _ in read}
-            if old is not None and self.previous is not None and not read and not gone \
-                    and sorted((p, r) for p, r, _ in skipped) == old.skipped():
+            if (
+                self.reuse is not None
+                and old is not None
+                and self.previous is not None
+                and not read
+                and not gone
+                and sorted((p, r) for p, r, _ in skipped) == old.skipped()
+            ):
                 log.info("collection %s is up to date (generation %d)", self.cdir.name, self.previous.generation)
-                return self._report(self.reuse, self.previous.generation, True,  # type: ignore[arg-type]
-                                    self.previous.counts.files, self.previous.counts.chunks, skipped,
-                                    self.previous.index.model_dump())
+                return self._report(
+                    self.reuse,
+                    self.previous.generation,
+                    True,
+                    self.previous.counts.files,
+                    self.previous.counts.chunks,
+                    skipped,
+                    self.previous.index.model_dump(),
+                )
             number = self.previous.generation + 1 if self.previous is not None else 1
             work = self.cdir.temporary(number)
             work.mkdir(parents=True)
             try:
                 manifest = self._write(work, number, old, read, skipped)
-            except BaseException:
+            except BaseException as err:
                 shutil.rmtree(work, ignore_errors=True)
+                full = write_error(err, work.parent)  # a full disk: one line with the folder and the free space
+                if full is not None and full.code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                    raise full from None
                 raise
         finally:
             if old is not None:
@@ -123,33 +166,40 @@ class GenerationJob:
         old_skipped = old.skipped_hashes() if old is not None else {}
         read: list[tuple[Path, str, str]] = []
         skipped: list[tuple[str, str, str]] = []
-        for entry in library_files(self.library):
+        for entry in library_files(self.library, rules=self.rules):
             if isinstance(entry, Skipped):
                 skipped.append((self._relative(entry.path), entry.reason, ""))
                 continue
             rel = self._relative(entry)
             try:
-                digest = file_sha256(entry)
-            except OSError as err:
-                skipped.append((rel, f"cannot read file ({err.strerror or err})", ""))
+                digest = file_digest(entry, root=self.library, rules=self.rules)
+            except EmbedlabError as err:  # changed since it was listed (now a FIFO, gone, unreadable)
+                skipped.append((rel, err.message, ""))
                 continue
             if self.old_hashes.get(rel) == digest:
                 self.keep.append(rel)
             elif rel in old_skipped and old_skipped[rel][0] == digest:
                 skipped.append((rel, old_skipped[rel][1], digest))
             elif entry.suffix.lower() not in SUPPORTED_SUFFIXES:
-                skipped.append((rel, _reason(read_or_skip(entry, root=self.library)), digest))
+                skipped.append((rel, _reason(read_or_skip(entry, root=self.library, rules=self.rules)), digest))
             else:
                 read.append((entry, rel, digest))
         return read, skipped
 
     def _relative(self, path: Path) -> str:
-        return path.relative_to(self.library).as_posix()
+        """The document id; printable even for a name that is not UTF-8 (those are only ever skipped)."""
+        return display_path(path, self.library)
 
     # ------------------------------------------------------------------ writing a generation
 
-    def _write(self, work: Path, number: int, old: ChunkStore | None, read: list[tuple[Path, str, str]],
-               skipped: list[tuple[str, str, str]]) -> Manifest:
+    def _write(
+        self,
+        work: Path,
+        number: int,
+        old: ChunkStore | None,
+        read: list[tuple[Path, str, str]],
+        skipped: list[tuple[str, str, str]],
+    ) -> Manifest:
         writer = ChunkWriter(work / DB)
         old_ids = old.ids() if old is not None else np.zeros(0, np.int64)
         if old is not None and self.keep:
@@ -161,18 +211,36 @@ class GenerationJob:
         next_id = self.previous.next_chunk_id if self.previous is not None else 1
         cache = EmbeddingCache(self.cache_dir or settings.cache_dir()) if self.use_cache else None
         part = work / "new.f32"
-        new_count, pending = 0, []
+        new_count = 0
+        pending: list[str] = []
         try:
-            with part.open("wb") as sink, progress_bar(total=len(read), desc="index files",
-                                                       enabled=self.show_progress) as bar:
+            with (
+                part.open("wb") as sink,
+                progress_bar(total=len(read), desc="index files", enabled=self.show_progress) as bar,
+            ):
                 for path, rel, digest in read:
-                    item = read_or_skip(path, root=self.library)
+                    item = read_or_skip(path, root=self.library, rules=self.rules)
                     bar.update(1)
                     if isinstance(item, Skipped):
                         skipped.append((rel, item.reason, digest))
                         continue
-                    chunks = chunk_document(item, max_tokens=self.chunking.max_tokens,
-                                            overlap=self.chunking.overlap, count_tokens=self.counter)
+                    cap = self.rules.max_chunks
+                    chunks = list(
+                        itertools.islice(
+                            iter_chunks(
+                                item,
+                                max_tokens=self.chunking.max_tokens,
+                                overlap=self.chunking.overlap,
+                                count_tokens=self.counter,
+                            ),
+                            cap + 1,
+                        )
+                    )
+                    if len(chunks) > cap:
+                        reason = over_cap(f"more than {cap} chunks", "max_chunks", f"{cap} chunks").one_line()
+                        log.info("skipped %s: %s", rel, reason)
+                        skipped.append((rel, reason, digest))
+                        continue
                     if not chunks:
                         skipped.append((rel, "no text to index", digest))
                         continue
@@ -194,20 +262,28 @@ class GenerationJob:
         files, pages, chunk_count, skipped_count = writer.counts()
         if self.previous is None and chunk_count == 0:
             writer.close()
-            raise EmbedlabError("nothing to index", path=self.library,
-                                found=f"{files} readable files with text, {skipped_count} skipped",
-                                expected="PDF, text, Markdown or HTML files with text ("
-                                         + ", ".join(SUPPORTED_SUFFIXES) + ")")
-        if self.reuse is not None and new_count == 0 and len(kept_rows) == len(old_ids):
+            raise EmbedlabError(
+                "nothing to index",
+                path=self.library,
+                found=f"{files} readable files with text, {skipped_count} skipped",
+                expected="PDF, text, Markdown or HTML files with text (" + ", ".join(SUPPORTED_SUFFIXES) + ")",
+            )
+        if self.reuse is not None and self.previous is not None and new_count == 0 and len(kept_rows) == len(old_ids):
             writer.close()
             link_tree(self.reuse, work, skip={DB, "manifest.json"})  # same chunks: share the files
-            index_info, lexical_info = self.previous.index, self.previous.lexical  # type: ignore[union-attr]
+            index_info, lexical_info = self.previous.index, self.previous.lexical
         else:
             kept_from = load_vectors(self.reuse / VECTORS) if self.reuse is not None else None
-            write_vectors(work / VECTORS, dim=self.encoder.dim, kept_from=kept_from, kept_rows=kept_rows,
-                          new_part=part, new_count=new_count)
+            write_vectors(
+                work / VECTORS,
+                dim=self.encoder.dim,
+                kept_from=kept_from,
+                kept_rows=kept_rows,
+                new_part=part,
+                new_count=new_count,
+            )
             del kept_from
-            lexical_info = build_bm25(writer.texts(), work, count=chunk_count)
+            lexical_info = build_lexical(writer.texts(), work)
             writer.close()
             index_info = build_dense_index(load_vectors(work / VECTORS), work, threshold=self.threshold)
         part.unlink(missing_ok=True)
@@ -218,7 +294,7 @@ class GenerationJob:
         crash_point("written")
         return manifest
 
-    def _encode(self, texts: list[str], sink, cache: EmbeddingCache | None) -> int:  # noqa: ANN001
+    def _encode(self, texts: list[str], sink, cache: EmbeddingCache | None) -> int:
         if not texts:
             return 0
         vectors = self.encoder.encode(texts, role="document", cache=cache, stats=self.stats)
@@ -226,24 +302,46 @@ class GenerationJob:
         crash_point("group")
         return len(texts)
 
-    def _manifest(self, work: Path, number: int, counts: Counts, next_id: int, index_info: DenseIndexInfo,
-                  lexical_info: LexicalInfo) -> Manifest:
+    def _manifest(
+        self,
+        work: Path,
+        number: int,
+        counts: Counts,
+        next_id: int,
+        index_info: DenseIndexInfo,
+        lexical_info: LexicalInfo,
+    ) -> Manifest:
         now = _now()
         fingerprint = self.encoder.fingerprint
         versions = {"embedlab": __version__, "numpy": np.__version__, "bm25s": version("bm25s")}
         if index_info.kind != "exact":
             versions["faiss"] = version("faiss-cpu")
         return Manifest(
-            format_version=FORMAT_VERSION, name=self.cdir.name, generation=number,
-            source_folder=str(self.library.resolve()), model=self.spec.name,
-            model_spec=self.spec.model_dump(exclude_defaults=True), encoder=fingerprint.as_dict(),
-            dim=self.encoder.dim, metric="cosine" if fingerprint.normalize else "inner_product",
-            chunking=self.chunking, counts=counts, next_chunk_id=next_id,
-            vectors=VectorFile(file=VECTORS, sha256=file_sha256(work / VECTORS),
-                               bytes=(work / VECTORS).stat().st_size, rows=counts.chunks, dim=self.encoder.dim),
-            index=index_info, lexical=lexical_info,
+            format_version=FORMAT_VERSION,
+            name=self.cdir.name,
+            generation=number,
+            source_folder=str(self.library.resolve()),
+            model=self.spec.name,
+            model_spec=self.spec.model_dump(exclude_defaults=True),
+            encoder=fingerprint.as_dict(),
+            dim=self.encoder.dim,
+            metric="cosine" if fingerprint.normalize else "inner_product",
+            chunking=self.chunking,
+            library=LibraryReading.of(self.rules),
+            counts=counts,
+            next_chunk_id=next_id,
+            vectors=VectorFile(
+                file=VECTORS,
+                sha256=file_sha256(work / VECTORS),
+                bytes=(work / VECTORS).stat().st_size,
+                rows=counts.chunks,
+                dim=self.encoder.dim,
+            ),
+            index=index_info,
+            lexical=lexical_info,
             created=self.previous.created if self.previous is not None and self.reuse is not None else now,
-            updated=now, versions=versions,
+            updated=now,
+            versions=versions,
         )
 
     # ------------------------------------------------------------------ switching
@@ -257,19 +355,46 @@ class GenerationJob:
         crash_point("switched")
         self.cdir.remove_stale()  # the previous generation
         log.info("collection %s: generation %d is live (%d chunks)", self.cdir.name, number, manifest.counts.chunks)
-        return self._report(target, manifest.generation, False, manifest.counts.files, manifest.counts.chunks,
-                            skipped, manifest.index.model_dump())
+        return self._report(
+            target,
+            manifest.generation,
+            False,
+            manifest.counts.files,
+            manifest.counts.chunks,
+            skipped,
+            manifest.index.model_dump(),
+        )
 
-    def _report(self, target: Path, number: int, up_to_date: bool, files: int, chunks: int,
-                skipped: list[tuple[str, str, str]], index: dict[str, object]) -> BuildReport:
+    def _report(
+        self,
+        target: Path,
+        number: int,
+        up_to_date: bool,
+        files: int,
+        chunks: int,
+        skipped: list[tuple[str, str, str]],
+        index: dict[str, object],
+    ) -> BuildReport:
         changed = len([rel for rel in self.indexed if rel in self.old_hashes])
         return BuildReport(
-            name=self.cdir.name, generation=number, path=str(target), up_to_date=up_to_date, files=files,
-            files_new=len(self.indexed) - changed, files_changed=changed, files_unchanged=len(self.keep),
-            files_removed=len(self.old_hashes) - len(self.keep) - changed, chunks=chunks,
-            chunks_added=self.chunks_added, chunks_removed=self.chunks_removed, encoded=self.stats.encoded,
-            cache_hits=self.stats.cache_hits, skipped=tuple(sorted((p, r) for p, r, _ in skipped)),
-            seconds=round(time.perf_counter() - self.started, 3), index=index, size_bytes=folder_size(target),
+            name=self.cdir.name,
+            generation=number,
+            path=str(target),
+            up_to_date=up_to_date,
+            files=files,
+            files_new=len(self.indexed) - changed,
+            files_changed=changed,
+            files_unchanged=len(self.keep),
+            files_removed=len(self.old_hashes) - len(self.keep) - changed,
+            chunks=chunks,
+            chunks_added=self.chunks_added,
+            chunks_removed=self.chunks_removed,
+            encoded=self.stats.encoded,
+            cache_hits=self.stats.cache_hits,
+            skipped=tuple(sorted((p, r) for p, r, _ in skipped)),
+            seconds=round(time.perf_counter() - self.started, 3),
+            index=index,
+            size_bytes=folder_size(target),
         )
 
 

@@ -48,8 +48,10 @@ def collections_root(root: str | Path | None = None) -> Path:
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise EmbedlabError(f"invalid collection name {name!r}",
-                            expected="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise EmbedlabError(
+            f"invalid collection name {name!r}",
+            expected="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     return name
 
 
@@ -82,14 +84,21 @@ class CollectionDir:
     def unknown(self) -> EmbedlabError:
         known = list_collections(self.root)
         if self.path.is_dir() and not self.exists():
-            return EmbedlabError(f"collection {self.name!r} has no finished build yet", path=self.path,
-                                 hint="run `embedlab index build` again; an interrupted build resumes from the cache")
+            return EmbedlabError(
+                f"collection {self.name!r} has no finished build yet",
+                path=self.path,
+                hint="run `embedlab index build` again; an interrupted build resumes from the cache",
+            )
         close = difflib.get_close_matches(self.name, known, n=1, cutoff=0.6)
         hint = f"Did you mean {close[0]!r}? " if close else ""
         available = ", ".join(known) if known else "none"
-        return EmbedlabError(f"Unknown collection {self.name!r} in {self.root}. {hint}Available: {available}",
-                             hint=None if known else f"create one with `embedlab index build FOLDER --collection "
-                                                     f"{self.name} --model MODEL` (root: --root or ${ENV_ROOT})")
+        return EmbedlabError(
+            f"Unknown collection {self.name!r} in {self.root}. {hint}Available: {available}",
+            hint=None
+            if known
+            else f"create one with `embedlab index build FOLDER --collection "
+            f"{self.name} --model MODEL` (root: --root or ${ENV_ROOT})",
+        )
 
     def live(self) -> Path:
         """The live generation folder; a clear error when there is none."""
@@ -97,16 +106,26 @@ class CollectionDir:
             raise self.unknown()
         try:
             target = self.pointer.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise EmbedlabError(f"cannot read the collection pointer ({err.strerror or err})",
-                                path=self.pointer) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise EmbedlabError(
+                f"cannot read the collection pointer ({getattr(err, 'strerror', None) or err})",
+                path=self.pointer,
+                expected="a generation name like 'gen-000001'",
+            ) from None
         if not _GENERATION.match(target):
-            raise EmbedlabError("collection pointer is damaged", path=self.pointer, found=repr(target[:40]),
-                                expected="a generation name like 'gen-000001'")
+            raise EmbedlabError(
+                "collection pointer is damaged",
+                path=self.pointer,
+                found=repr(target[:40]),
+                expected="a generation name like 'gen-000001'",
+            )
         folder = self.path / target
         if not folder.is_dir():
-            raise EmbedlabError(f"collection is damaged: {POINTER} names {target}, which is missing", path=self.path,
-                                hint="rebuild it with `embedlab index build --replace`")
+            raise EmbedlabError(
+                f"collection is damaged: {POINTER} names {target}, which is missing",
+                path=self.path,
+                hint="rebuild it with `embedlab index build --replace`",
+            )
         return folder
 
     def generation(self, number: int) -> Path:
@@ -132,8 +151,11 @@ class CollectionDir:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise EmbedlabError(f"collection {self.name!r} is being built or updated by another process",
-                                    path=self.path, hint="wait for it to finish, then run again") from None
+                raise EmbedlabError(
+                    f"collection {self.name!r} is being built or updated by another process",
+                    path=self.path,
+                    hint="wait for it to finish, then run again",
+                ) from None
             try:
                 yield
             finally:

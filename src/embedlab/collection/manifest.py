@@ -14,7 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from embedlab.atomic import atomic_write_text
+from embedlab.data.library import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_TEXT_BYTES, LibraryRules
 from embedlab.errors import EmbedlabError
+from embedlab.index.base import IndexInfo
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -28,6 +30,33 @@ class Chunking(_Frozen):
     max_tokens: int = Field(gt=0)
     overlap: int = Field(ge=0)
     counter: Literal["words", "model tokenizer"]
+
+
+class LibraryReading(_Frozen):
+    """How the library folder is read (:class:`~embedlab.data.library.LibraryRules`), kept so that every
+    update reads it as the build did; manifests written before these rules existed get the defaults."""
+
+    follow_links: bool = False
+    max_pages: int = Field(default=DEFAULT_MAX_PAGES, gt=0)
+    max_text_bytes: int = Field(default=DEFAULT_MAX_TEXT_BYTES, gt=0)
+    max_chunks: int = Field(default=DEFAULT_MAX_CHUNKS, gt=0)
+
+    @classmethod
+    def of(cls, rules: LibraryRules) -> LibraryReading:
+        return cls(
+            follow_links=rules.follow_links,
+            max_pages=rules.max_pages,
+            max_text_bytes=rules.max_text_bytes,
+            max_chunks=rules.max_chunks,
+        )
+
+    def rules(self) -> LibraryRules:
+        return LibraryRules(
+            follow_links=self.follow_links,
+            max_pages=self.max_pages,
+            max_text_bytes=self.max_text_bytes,
+            max_chunks=self.max_chunks,
+        )
 
 
 class Counts(_Frozen):
@@ -46,20 +75,12 @@ class VectorFile(_Frozen):
     dtype: Literal["float32"] = "float32"
 
 
-class DenseIndexInfo(_Frozen):
-    """How dense search runs: exact below ``threshold`` chunks, HNSW at or above it.
+class DenseIndexInfo(IndexInfo):
+    """The collection's vector index (:class:`~embedlab.index.base.IndexInfo`: kind, file and its
+    SHA-256, parameters, recall@10 measured at build time for approximate kinds), and the
+    ``threshold``: below that many chunks a collection is searched exactly (see ``vectors.py``)."""
 
-    For HNSW, ``recall_at_10`` is measured at build time against exact search, with
-    ``recall_queries`` chunk vectors of the collection as queries (see ``vectors.py``)."""
-
-    kind: Literal["exact", "faiss-hnsw"]
     threshold: int = Field(gt=0)
-    file: str | None = None
-    params: dict[str, int] = Field(default_factory=dict)
-    recall_at_10: float | None = None
-    recall_queries: int | None = None
-    recall_target: float | None = None
-    build_seconds: float | None = None
 
 
 class LexicalInfo(_Frozen):
@@ -83,6 +104,7 @@ class Manifest(_Frozen):
     dim: int = Field(gt=0)
     metric: Literal["cosine", "inner_product"]
     chunking: Chunking
+    library: LibraryReading = Field(default_factory=LibraryReading)
     counts: Counts
     next_chunk_id: int = Field(gt=0)  # ids are never reused, so a stored id names one chunk forever
     vectors: VectorFile
@@ -102,21 +124,35 @@ def read_manifest(folder: Path) -> Manifest:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise EmbedlabError("collection generation has no manifest", path=path,
-                            hint="rebuild with `embedlab index build --replace`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EmbedlabError(f"cannot read the collection manifest ({err})", path=path) from None
+        raise EmbedlabError(
+            "collection generation has no manifest", path=path, hint="rebuild with `embedlab index build --replace`"
+        ) from None
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: bad UTF-8, bad JSON, a 5000-digit int
+        raise EmbedlabError(
+            f"cannot read the collection manifest ({type(err).__name__}: {err})",
+            path=path,
+            expected="the JSON manifest written by `embedlab index build`",
+            hint="the file is damaged; `embedlab index build --replace` rebuilds the collection",
+        ) from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if version != FORMAT_VERSION:
-        raise EmbedlabError("unsupported collection format", path=path, found=f"format_version {version!r}",
-                            expected=f"format_version {FORMAT_VERSION}",
-                            hint="rebuild it with this embedlab: `embedlab index build --replace`")
+        raise EmbedlabError(
+            "unsupported collection format",
+            path=path,
+            found=f"format_version {version!r}",
+            expected=f"format_version {FORMAT_VERSION}",
+            hint="rebuild it with this embedlab: `embedlab index build --replace`",
+        )
     try:
         return Manifest.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise EmbedlabError(f"invalid collection manifest: {where}: {first['msg']}", path=path) from None
+        raise EmbedlabError(
+            f"invalid collection manifest: {where}: {first['msg']}",
+            path=path,
+            hint="the file is damaged; `embedlab index build --replace` rebuilds the collection",
+        ) from None
 
 
 def file_sha256(path: Path) -> str:

@@ -29,6 +29,7 @@ from embedlab.search.fusion import check_fusion, rrf
 if TYPE_CHECKING:
     from embedlab.collection.chunkstore import ChunkRow
     from embedlab.collection.collection import Collection
+    from embedlab.search.pipeline import PipelineSpec
     from embedlab.search.rerank import Reranker
 
 MODES: Registry[str] = Registry("search mode")
@@ -84,10 +85,18 @@ class SearchResponse:
     options: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return {"collection": self.collection, "generation": self.generation, "query": self.query,
-                "mode": self.mode, "k": self.k, "reranker": self.reranker, "options": self.options,
-                "chunks_searched": self.chunks_searched, "latency_ms": self.latency_ms,
-                "hits": [hit.to_dict() for hit in self.hits]}
+        return {
+            "collection": self.collection,
+            "generation": self.generation,
+            "query": self.query,
+            "mode": self.mode,
+            "k": self.k,
+            "reranker": self.reranker,
+            "options": self.options,
+            "chunks_searched": self.chunks_searched,
+            "latency_ms": self.latency_ms,
+            "hits": [hit.to_dict() for hit in self.hits],
+        }
 
 
 def _check(query: object, k: object, mode: object, candidates: object, rerank_depth: object) -> str:
@@ -104,10 +113,20 @@ def _check(query: object, k: object, mode: object, candidates: object, rerank_de
     return MODES.get(mode)
 
 
-def search(collection: Collection, query: str, *, k: int = 10, mode: str = "hybrid", rrf_k: float = 60.0,
-           weights: tuple[float, float] = (1.0, 1.0), path_filter: str | None = None,
-           reranker: Reranker | None = None, rerank_depth: int = 20, candidates: int = 100,
-           snippets: bool = True) -> SearchResponse:
+def search(
+    collection: Collection,
+    query: str,
+    *,
+    k: int = 10,
+    mode: str = "hybrid",
+    rrf_k: float = 60.0,
+    weights: tuple[float, float] = (1.0, 1.0),
+    path_filter: str | None = None,
+    reranker: Reranker | None = None,
+    rerank_depth: int = 20,
+    candidates: int = 100,
+    snippets: bool = True,
+) -> SearchResponse:
     """Search ``collection``; ``weights`` are (dense, bm25) for hybrid fusion; ``path_filter`` is a glob
     on file paths relative to the library folder; ``snippets=False`` leaves highlights and snippets
     out (each hit's snippet is then its whole text), for evaluation runs over many hits."""
@@ -130,7 +149,7 @@ def search(collection: Collection, query: str, *, k: int = 10, mode: str = "hybr
         vector = collection.encoder.encode([query], role="query")[0]
         timings["encode"] = _ms(t)
         t = time.perf_counter()
-        scores, found = collection.dense.search(vector, first_depth, rows=rows)
+        scores, found = collection.dense.search_one(vector, first_depth, rows=rows)
         timings["search"] += _ms(t)
         for s, r in zip(scores, found, strict=True):
             stage_scores.setdefault(int(r), {})["dense"] = float(s)
@@ -138,7 +157,7 @@ def search(collection: Collection, query: str, *, k: int = 10, mode: str = "hybr
         ranked = [(int(r), float(s)) for s, r in zip(scores, found, strict=True)]
     if mode in ("bm25", "hybrid") and searched:
         t = time.perf_counter()
-        scores, found = collection.lexical.search(query, first_depth, rows=rows)
+        scores, found = collection.lexical.search_one(query, first_depth, rows=rows)
         timings["search"] += _ms(t)
         for s, r in zip(scores, found, strict=True):
             stage_scores.setdefault(int(r), {})["bm25"] = float(s)
@@ -161,36 +180,115 @@ def search(collection: Collection, query: str, *, k: int = 10, mode: str = "hybr
         texts = [rows_by_id[cid].text for cid in chunk_ids]
         new_scores = [float(v) for v in reranker.score(query, texts)]
         if len(new_scores) != len(texts) or not all(math.isfinite(v) for v in new_scores):
-            raise EmbedlabError(f"re-ranker {reranker.name!r} returned {len(new_scores)} scores for "
-                                f"{len(texts)} texts (or a non-finite score)")
+            raise EmbedlabError(
+                f"re-ranker {reranker.name!r} returned {len(new_scores)} scores for "
+                f"{len(texts)} texts (or a non-finite score)"
+            )
         for (r, _), s in zip(ranked, new_scores, strict=True):
             stage_scores[r]["rerank"] = s
         order = sorted(range(len(ranked)), key=lambda i: (-new_scores[i], i))
         ranked = [(ranked[i][0], new_scores[i]) for i in order]
         timings["rerank"] = _ms(t)
     t = time.perf_counter()
-    hits = tuple(_hit(collection, rank, rows_by_id[int(collection.ids[r])], score, stage_scores[r],
-                      query if snippets else None)
-                 for rank, (r, score) in enumerate(ranked[:k], start=1))
+    hits = tuple(
+        _hit(collection, rank, rows_by_id[int(collection.ids[r])], score, stage_scores[r], query if snippets else None)
+        for rank, (r, score) in enumerate(ranked[:k], start=1)
+    )
     timings["fetch"] += _ms(t)
     timings["total"] = _ms(started)
-    options = {"rrf_k": rrf_k, "weights": list(weights_used), "path_filter": path_filter,
-               "candidates": candidates, "rerank_depth": rerank_depth if reranker is not None else None}
-    return SearchResponse(collection=collection.name, generation=collection.generation, query=query, mode=mode,
-                          k=k, hits=hits, latency_ms={key: round(v, 3) for key, v in timings.items()},
-                          chunks_searched=searched, reranker=reranker.name if reranker is not None else None,
-                          options=options)
+    options = {
+        "rrf_k": rrf_k,
+        "weights": list(weights_used),
+        "path_filter": path_filter,
+        "candidates": candidates,
+        "rerank_depth": rerank_depth if reranker is not None else None,
+    }
+    return SearchResponse(
+        collection=collection.name,
+        generation=collection.generation,
+        query=query,
+        mode=mode,
+        k=k,
+        hits=hits,
+        latency_ms={key: round(v, 3) for key, v in timings.items()},
+        chunks_searched=searched,
+        reranker=reranker.name if reranker is not None else None,
+        options=options,
+    )
 
 
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
 
-def _hit(collection: Collection, rank: int, row: ChunkRow, score: float, scores: dict[str, float],
-         query: str | None) -> Hit:
+def _hit(
+    collection: Collection, rank: int, row: ChunkRow, score: float, scores: dict[str, float], query: str | None
+) -> Hit:
     marks = highlights(row.text, query, collection.lexical.analyzer) if query is not None else ()
     snippet = make_snippet(row.text, marks) if query is not None else Snippet(0, len(row.text), ())
-    return Hit(rank=rank, chunk_id=row.id, path=row.path, page=row.page, char_start=row.char_start,
-               char_end=row.char_end, score=float(score), scores=dict(scores), text=row.text,
-               snippet_start=snippet.start, snippet_end=snippet.end, highlights=marks)
+    return Hit(
+        rank=rank,
+        chunk_id=row.id,
+        path=row.path,
+        page=row.page,
+        char_start=row.char_start,
+        char_end=row.char_end,
+        score=float(score),
+        scores=dict(scores),
+        text=row.text,
+        snippet_start=snippet.start,
+        snippet_end=snippet.end,
+        highlights=marks,
+    )
 
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """A pipeline spec as the arguments of :func:`search` for one collection."""
+
+    mode: str
+    rrf_k: float
+    weights: tuple[float, float]
+    candidates: int
+    reranker: str | None
+    rerank_depth: int
+
+
+def pipeline_options(pipeline: PipelineSpec, *, dense_model: str) -> PipelineOptions:
+    """Map a pipeline onto a collection: its first-stage models are ``bm25`` and the collection's
+    own dense model (named by its model name or ``dense``); at most one re-rank stage.
+
+    ``bm25 + dense | rrf:k=30,weights=1/2 >> word-overlap@50`` is hybrid search with RRF k=30,
+    weight 1 for BM25 and 2 for dense, re-ranked to depth 50."""
+    stages: list[str] = []
+    for model in pipeline.first:
+        if model.model == "bm25":
+            stages.append("bm25")
+        elif model.model in ("dense", dense_model):
+            stages.append("dense")
+        else:
+            raise EmbedlabError(
+                f"pipeline model {model.model!r} is not in this collection",
+                expected=f"'bm25' and/or the collection's model ({dense_model!r} or 'dense')",
+            )
+        if model.model != "bm25" and model.flat().keys() - {"model"}:
+            raise EmbedlabError(
+                f"pipeline model {model.name!r} has options; a collection's model is fixed",
+                hint="name it without options",
+            )
+    if len(set(stages)) != len(stages):
+        raise EmbedlabError("a pipeline names the same first stage twice", found=str(pipeline))
+    if len(pipeline.rerank) > 1:
+        raise EmbedlabError("a collection search takes at most one re-rank stage", found=str(pipeline))
+    given = pipeline.fusion.weights or (1.0,) * len(stages)
+    weight = dict(zip(stages, given, strict=True))
+    mode = "hybrid" if len(stages) == 2 else stages[0]
+    stage = pipeline.rerank[0] if pipeline.rerank else None
+    return PipelineOptions(
+        mode=mode,
+        rrf_k=pipeline.fusion.rrf_k,
+        weights=(weight.get("dense", 1.0), weight.get("bm25", 1.0)),
+        candidates=pipeline.fusion.candidates,
+        reranker=stage.reranker if stage else None,
+        rerank_depth=stage.depth if stage else 20,
+    )

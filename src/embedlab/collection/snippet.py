@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from embedlab.search.bm25 import TermAnalyzer
+from embedlab.index.lexical import TermAnalyzer
 
 SNIPPET_CHARS = 240
 _CONTEXT = 60  # characters shown before the first mark of the window

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedlab import settings
+from embedlab.data.judgments import parse_grade, record_judgment
 from embedlab.data.lines import iter_json_objects, iter_lines, string_field
 from embedlab.data.types import Qrels
 from embedlab.errors import EmbedlabError, shorten
+from embedlab.payloads import DatasetManifest
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Dataset:
         for line, obj in iter_json_objects(self.corpus_path):
             yield _document(obj, path=self.corpus_path, line=line)
 
-    def manifest(self) -> dict[str, object]:
+    def manifest(self) -> DatasetManifest:
         return {
             "name": self.name,
             "path": str(self.path),
@@ -95,15 +97,24 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
     where = f"$EMBEDLAB_DATA={root}" if root else "$EMBEDLAB_DATA (not set)"
     listing = f"Available there: {', '.join(available)}" if available else "Set EMBEDLAB_DATA to your datasets folder"
     raise EmbedlabError(
-        f"dataset {str(name_or_path)!r} not found: not a folder, and not a dataset name in "
-        f"{where}. {hint}{listing}"
+        f"dataset {str(name_or_path)!r} not found: not a folder, and not a dataset name in {where}. {hint}{listing}"
     )
 
 
 def _corpus_file(folder: Path) -> Path:
-    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
-        if (folder / name).is_file():
-            return folder / name
+    """``corpus.jsonl`` or ``corpus.jsonl.gz``; both at once is refused, since nothing says which one
+    the user means (one may be a stale copy of the other) and the numbers would depend on a guess."""
+    found = [folder / name for name in ("corpus.jsonl", "corpus.jsonl.gz") if (folder / name).is_file()]
+    if len(found) == 2:
+        raise EmbedlabError(
+            "two corpus files, cannot tell which one to read",
+            path=folder,
+            found=f"{found[0]} and {found[1]}",
+            expected="exactly one of corpus.jsonl or corpus.jsonl.gz",
+            hint="remove or rename the one that should not be used",
+        )
+    if found:
+        return found[0]
     raise EmbedlabError(
         "corpus file missing", path=folder, expected="corpus.jsonl or corpus.jsonl.gz in the dataset folder"
     )
@@ -127,7 +138,9 @@ def scan_corpus_ids(path: Path) -> list[str]:
         if doc.id in seen:
             raise EmbedlabError(
                 f"duplicate document id {doc.id!r} (first at line {seen[doc.id]})",
-                path=path, line=line, expected="unique '_id' values",
+                path=path,
+                line=line,
+                expected="unique '_id' values",
             )
         seen[doc.id] = line
     if not seen:
@@ -146,7 +159,9 @@ def read_queries(path: Path) -> dict[str, str]:
         if query_id in lines:
             raise EmbedlabError(
                 f"duplicate query id {query_id!r} (first at line {lines[query_id]})",
-                path=path, line=line, expected="unique '_id' values",
+                path=path,
+                line=line,
+                expected="unique '_id' values",
             )
         lines[query_id] = line
         queries[query_id] = text
@@ -158,11 +173,13 @@ def read_queries(path: Path) -> dict[str, str]:
 def read_beir_qrels(
     path: Path, *, query_ids: Container[str] | None = None, doc_ids: Container[str] | None = None
 ) -> Qrels:
-    """``query-id<TAB>corpus-id<TAB>score`` with an optional header; integer grades.
+    """``query-id<TAB>corpus-id<TAB>score`` with an optional header; integer grades; a pair judged
+    twice with different grades is an error naming both lines.
 
     With ``query_ids`` / ``doc_ids`` every row must name a known query and document.
     """
     judgments: dict[str, dict[str, int]] = {}
+    lines: dict[tuple[str, str], int] = {}
     for line, text in iter_lines(path):
         if not text.strip():
             continue
@@ -171,30 +188,31 @@ def read_beir_qrels(
             continue
         if len(cells) != 3:
             raise EmbedlabError(
-                f"wrong number of columns ({len(cells)})", path=path, line=line,
-                found=shorten(text), expected="3 tab-separated columns: query-id, corpus-id, score",
+                f"wrong number of columns ({len(cells)})",
+                path=path,
+                line=line,
+                found=shorten(text),
+                expected="3 tab-separated columns: query-id, corpus-id, score",
             )
         query_id, doc_id, grade = (c.strip() for c in cells)
-        try:
-            value = int(grade)
-        except ValueError:
-            raise EmbedlabError(
-                "relevance score is not an integer", path=path, line=line,
-                found=shorten(grade), expected="an integer grade such as 0, 1 or 2",
-            ) from None
+        value = parse_grade(grade, path=path, line=line)
         if not query_id or not doc_id:
             raise EmbedlabError("empty id", path=path, line=line, found=shorten(text), expected="non-empty ids")
         if query_ids is not None and query_id not in query_ids:
             raise EmbedlabError(
-                f"qrels name query {query_id!r}, which is not in queries.jsonl", path=path, line=line,
+                f"qrels name query {query_id!r}, which is not in queries.jsonl",
+                path=path,
+                line=line,
                 expected="every judged query to exist",
             )
         if doc_ids is not None and doc_id not in doc_ids:
             raise EmbedlabError(
                 f"qrels name document {doc_id!r} (query {query_id!r}), which is not in the corpus",
-                path=path, line=line, expected="every judged document to exist",
+                path=path,
+                line=line,
+                expected="every judged document to exist",
             )
-        judgments.setdefault(query_id, {})[doc_id] = value
+        record_judgment(judgments, lines, query_id, doc_id, value, path=path, line=line)
     if not judgments:
         raise EmbedlabError("no judgments", path=path, expected="at least one qrels row")
     return Qrels(judgments)

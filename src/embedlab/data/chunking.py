@@ -5,10 +5,14 @@ Rules, in order of priority:
 1. A chunk never spans two pages, so its page number is exact, and its text is exactly
    ``page.text[char_start:char_end]`` (no whitespace at either end).
 2. A chunk has at most ``max_tokens`` tokens, as counted by ``count_tokens`` on the
-   chunk's own text (so a tokenizer that adds special tokens is honoured).
+   chunk's own text (so a tokenizer that adds special tokens is honoured), and at most
+   ``max_tokens * MAX_CHARS_PER_TOKEN`` characters whatever the counter says: text with no
+   boundary at all (a 30 MB line without a space) is still cut into bounded chunks, each
+   cut found in time proportional to the chunk, not to the rest of the page.
 3. Cuts fall on paragraph ends (a blank line, unless it sits inside a sentence: no end
    punctuation before it and a lower-case letter after it, as PDF column breaks leave)
-   when one leaves the chunk at least half full, else on sentence ends; a sentence longer than the budget is cut at a line end
+   when one leaves the chunk at least half full, else on sentence ends; a sentence longer than
+   the budget is cut at a line end
    (at least half full) or else between words, and a single word longer than the
    budget between characters.
 4. Consecutive chunks of a page overlap by at most ``overlap`` tokens: the longest run of
@@ -21,7 +25,8 @@ quotes or brackets) followed by whitespace and a character that is not a lower-c
 letter, except after common abbreviations and single-letter initials; list items
 (bullets, ``1.``) and Markdown headings are sentences of their own.
 
-The default token counter counts whitespace-separated words.  To budget in a model's
+The default token counter counts whitespace-separated words, a word longer than
+``MAX_CHARS_PER_TOKEN`` characters as one token per started run of that many.  To budget in a model's
 tokens pass a counter built on its tokenizer, e.g. ``count_tokens=lambda s:
 len(tokenizer.encode(s).ids)`` with a Hugging Face ``tokenizers.Tokenizer`` whose
 truncation and padding are off, or :func:`tokenizer_counter`, which makes sure of that (a
@@ -35,7 +40,7 @@ from __future__ import annotations
 import itertools
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +48,16 @@ from embedlab.data.ingest import SourceDocument
 from embedlab.errors import EmbedlabError
 
 TokenCounter = Callable[[str], int]
+MAX_CHARS_PER_TOKEN = 64  # no real tokenizer's tokens average this long; bounds text without boundaries
+_LONG_WORD = re.compile(rf"\S{{{MAX_CHARS_PER_TOKEN + 1},}}")
 
 
 def count_words(text: str) -> int:
-    """Whitespace-separated words: the default, model-free token count."""
-    return len(text.split())
+    """Whitespace-separated words, the default, model-free token count; a word longer than
+    ``MAX_CHARS_PER_TOKEN`` characters counts one token per started run of that many (a 2 MB
+    string without spaces is not "one token")."""
+    extra = sum((len(match.group()) - 1) // MAX_CHARS_PER_TOKEN for match in _LONG_WORD.finditer(text))
+    return len(text.split()) + extra
 
 
 def tokenizer_counter(tokenizer: Any) -> TokenCounter:
@@ -88,13 +98,31 @@ def chunk_document(
     count_tokens: TokenCounter = count_words,
 ) -> list[Chunk]:
     """Cut each page of ``doc`` into chunks of at most ``max_tokens`` tokens (see the module docstring)."""
+    return list(iter_chunks(doc, max_tokens=max_tokens, overlap=overlap, count_tokens=count_tokens))
+
+
+def iter_chunks(
+    doc: SourceDocument,
+    *,
+    max_tokens: int = 256,
+    overlap: int = 32,
+    count_tokens: TokenCounter = count_words,
+) -> Iterator[Chunk]:
+    """:func:`chunk_document` one chunk at a time, so a caller can stop at a cap without cutting the rest."""
     _check_options(max_tokens, overlap, count_tokens)
-    chunks: list[Chunk] = []
+    index = 0
     for page in doc.pages:
         for start, end, tokens in _PageChunker(page.text, max_tokens, overlap, count_tokens).run():
-            chunks.append(Chunk(doc=doc.relative, index=len(chunks), page=page.number, char_start=start,
-                                char_end=end, text=page.text[start:end], tokens=tokens))
-    return chunks
+            yield Chunk(
+                doc=doc.relative,
+                index=index,
+                page=page.number,
+                char_start=start,
+                char_end=end,
+                text=page.text[start:end],
+                tokens=tokens,
+            )
+            index += 1
 
 
 def check_chunk_options(max_tokens: object, overlap: object, count_tokens: object = count_words) -> None:
@@ -104,27 +132,76 @@ def check_chunk_options(max_tokens: object, overlap: object, count_tokens: objec
 
 def _check_options(max_tokens: object, overlap: object, count_tokens: object) -> None:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
-        raise EmbedlabError("invalid chunk size", found=f"max_tokens={max_tokens!r}",
-                            expected="a whole number of tokens > 0 (e.g. 256)")
+        raise EmbedlabError(
+            "invalid chunk size", found=f"max_tokens={max_tokens!r}", expected="a whole number of tokens > 0 (e.g. 256)"
+        )
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < max_tokens:
-        raise EmbedlabError("invalid chunk overlap", found=f"overlap={overlap!r} with max_tokens={max_tokens}",
-                            expected=f"a whole number with 0 <= overlap < max_tokens (e.g. {max_tokens // 8})")
+        raise EmbedlabError(
+            "invalid chunk overlap",
+            found=f"overlap={overlap!r} with max_tokens={max_tokens}",
+            expected=f"a whole number with 0 <= overlap < max_tokens (e.g. {max_tokens // 8})",
+        )
     if not callable(count_tokens):
-        raise EmbedlabError("invalid token counter", found=repr(count_tokens),
-                            expected="a function from text to a number of tokens")
+        raise EmbedlabError(
+            "invalid token counter", found=repr(count_tokens), expected="a function from text to a number of tokens"
+        )
 
 
 # ----------------------------------------------------------------------------- segmentation
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\f\v\r]*\n\s*")
-_SENTENCE_END = re.compile(r"([.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*)\s+(?=(\S))")
+# the look-behind starts a match only at the first mark of a run: a long run of dots stays linear
+_SENTENCE_END = re.compile(r"(?<![.!?\u2026])([.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*)\s+(?=(\S))")
 _ITEM_START = re.compile(r"\n[ \t]*(?=(?:[\u2022\u25cf\u25aa\u25e6\u2023*\-\u2013]|\d{1,3}[.)]|#{1,6})[ \t])")
 _HEADING_LINE = re.compile(r"^[ \t]*#{1,6}[ \t].*$", re.MULTILINE)
 _WORD = re.compile(r"\S+")
+_NON_SPACE = re.compile(r"\S")
 _TERMINAL = frozenset(".!?:;\u2026\"'\u201d\u2019)]")
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs e.g i.e cf al fig figs eq eqs no nos vol pp ed eds approx dept inc ltd co "
-    "jan feb mar apr jun jul aug sep sept oct nov dec ch sec".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "vs",
+        "e.g",
+        "i.e",
+        "cf",
+        "al",
+        "fig",
+        "figs",
+        "eq",
+        "eqs",
+        "no",
+        "nos",
+        "vol",
+        "pp",
+        "ed",
+        "eds",
+        "approx",
+        "dept",
+        "inc",
+        "ltd",
+        "co",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "ch",
+        "sec",
+    ]
 )
 
 
@@ -135,9 +212,11 @@ def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
         if match.group(2).islower():
             continue
         if match.group(1) == ".":
-            word_start = text.rfind(" ", start, match.start(1)) + 1
-            word_start = max(word_start, text.rfind("\n", start, match.start(1)) + 1)
-            word = text[word_start:match.start(1)].lstrip("([\"'\u201c\u2018").lower()
+            # abbreviations are short: look back a few characters only (no scan of a long run)
+            window = max(start, match.start(1) - 16)
+            word_start = text.rfind(" ", window, match.start(1)) + 1
+            word_start = max(word_start, text.rfind("\n", window, match.start(1)) + 1, window)
+            word = text[word_start : match.start(1)].lstrip("([\"'\u201c\u2018").lower()
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                 continue
         cuts.add(match.end(1))
@@ -145,7 +224,7 @@ def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
     cuts.update(match.end() for match in _HEADING_LINE.finditer(text, start, end))
     spans = []
     previous = start
-    for cut in sorted(cuts) + [end]:
+    for cut in [*sorted(cuts), end]:
         span = _strip(text, previous, cut)
         if span:
             spans.append(span)
@@ -167,6 +246,7 @@ class _PageChunker:
     def __init__(self, text: str, max_tokens: int, overlap: int, count: TokenCounter) -> None:
         self.text = text
         self.max_tokens = max_tokens
+        self.max_chars = max_tokens * MAX_CHARS_PER_TOKEN
         self.overlap = overlap
         self.count = count
         # sentence spans in page order; ``strong`` marks those that end a paragraph
@@ -194,7 +274,7 @@ class _PageChunker:
         ("... the zygomatic<blank line>major, and ..."): a break after no end punctuation and
         before a lower-case letter is read as a space.
         """
-        if not self.text[brk.end():brk.end() + 1].islower():
+        if not self.text[brk.end() : brk.end() + 1].islower():
             return True
         i = brk.start() - 1
         while i >= 0 and self.text[i].isspace():
@@ -209,31 +289,32 @@ class _PageChunker:
         tokenized again for every chunk, which would be quadratic on long pages.
         """
         limit = self.max_tokens if limit is None else limit
+        if end - start > self.max_chars:  # over the character bound of every chunk: never counted
+            return limit + 1
         if bisect_left(self.word_starts, end) - bisect_left(self.word_starts, start) > limit:
             return limit + 1
         return self.count(self.text[start:end])
 
-    def run(self) -> list[tuple[int, int, int]]:
-        chunks: list[tuple[int, int, int]] = []
+    def run(self) -> Iterator[tuple[int, int, int]]:
         if not self.starts:
-            return chunks
+            return
         pos = self.starts[0]  # where new content starts
         chunk_start = pos  # where the chunk starts (before ``pos`` when it repeats an overlap)
         while True:
             chunk_start, end, tokens = self._next_chunk(chunk_start, pos)
-            chunks.append((chunk_start, end, tokens))
-            pos = self._next_content(end)
-            if pos is None:
-                return chunks
-            chunk_start = self._overlap_start(chunk_start, end) if self.overlap else pos
-            if chunk_start is None:
-                chunk_start = pos
+            yield chunk_start, end, tokens
+            following = self._next_content(end)
+            if following is None:
+                return
+            pos = following
+            overlap_start = self._overlap_start(chunk_start, end) if self.overlap else None
+            chunk_start = pos if overlap_start is None else overlap_start
 
     def _next_content(self, end: int) -> int | None:
         """Where the text after ``end`` resumes, or ``None`` at the end of the page."""
         if end >= self.ends[-1]:
             return None
-        match = _WORD.search(self.text, end)
+        match = _NON_SPACE.search(self.text, end)  # not _WORD: it would scan to the end of a long word
         return None if match is None else match.start()
 
     def _next_chunk(self, chunk_start: int, pos: int) -> tuple[int, int, int]:
@@ -260,27 +341,31 @@ class _PageChunker:
 
     def _cut_long_sentence(self, chunk_start: int, pos: int, sentence_end: int) -> tuple[int, int, int]:
         """A sentence over budget: cut at a line end (half full) or the last word end that fits."""
-        # every word counts at least one token, so no chunk holds more than max_tokens of them
-        words = itertools.islice(_WORD.finditer(self.text, pos, sentence_end), self.max_tokens + 1)
+        # every word counts at least one token, so no chunk holds more than max_tokens of them,
+        # nor more than max_chars characters: only that window is scanned
+        window_end = min(sentence_end, pos + self.max_chars)
+        words = itertools.islice(_WORD.finditer(self.text, pos, window_end), self.max_tokens + 1)
         word_ends = [m.end() for m in words]
+        if word_ends and word_ends[-1] == window_end < sentence_end and not self.text[window_end].isspace():
+            word_ends.pop()  # a word cut by the window's end, not a word end
         fit = _latest_fitting(word_ends, lambda e: self.tokens(chunk_start, e), self.max_tokens)
         if fit is None and chunk_start < pos:
             chunk_start = pos
             fit = _latest_fitting(word_ends, lambda e: self.tokens(chunk_start, e), self.max_tokens)
         if fit is None:  # one word longer than the budget: cut between characters
-            word_end = word_ends[0]
-            char_ends = list(range(pos + 1, word_end + 1))
+            word_end = word_ends[0] if word_ends else window_end
+            char_ends = range(pos + 1, word_end + 1)
             fit = _latest_fitting(char_ends, lambda e: self.tokens(pos, e), self.max_tokens)
             if fit is None:
                 raise EmbedlabError(
                     "max_tokens is too small for this token counter: a single character is over budget",
-                    found=f"max_tokens={self.max_tokens}, {self.tokens(pos, pos + 1)} tokens for "
-                          f"{self.text[pos]!r}",
-                    expected="a larger max_tokens")
+                    found=f"max_tokens={self.max_tokens}, {self.tokens(pos, pos + 1)} tokens for {self.text[pos]!r}",
+                    expected="a larger max_tokens",
+                )
             return pos, char_ends[fit[0]], fit[1]
         index, tokens = fit
         for j in range(index - 1, -1, -1):  # a line end in the second half of the chunk
-            if "\n" in self.text[word_ends[j]:word_ends[j + 1]]:
+            if "\n" in self.text[word_ends[j] : word_ends[j + 1]]:
                 line_tokens = self.tokens(chunk_start, word_ends[j])
                 if 2 * line_tokens >= self.max_tokens:
                     return chunk_start, word_ends[j], line_tokens
@@ -295,7 +380,7 @@ class _PageChunker:
         """The earliest sentence start, else word start, strictly between ``lo`` and ``hi`` whose span to
         ``end`` is within ``limit`` (``lo`` is excluded so an overlap is always a proper suffix)."""
         span_tokens = lambda start: self.tokens(start, end, limit)  # noqa: E731
-        sentence_starts = self.starts[bisect_right(self.starts, lo):bisect_left(self.starts, hi)]
+        sentence_starts = self.starts[bisect_right(self.starts, lo) : bisect_left(self.starts, hi)]
         found = _earliest_fitting(sentence_starts, span_tokens, limit)
         if found is None:
             word_starts = [m.start() for m in _WORD.finditer(self.text, lo, hi) if m.start() > lo]

@@ -4,7 +4,8 @@ A library folder is read with :func:`iter_library`, which never raises for a bad
 broken, encrypted or image-only PDF, a file that is not UTF-8 or has an unsupported
 suffix becomes a :class:`Skipped` with a one-line reason, so an indexing run finishes and
 can list what it left out.  :func:`read_document` reads one file and raises
-:class:`~embedlab.errors.EmbedlabError` for the same problems.
+:class:`~embedlab.errors.EmbedlabError` for the same problems.  Which files are opened at
+all (links, special files) and the caps per file are :mod:`embedlab.data.library`'s rules.
 
 Every document keeps the SHA-256 of its file bytes (what incremental updates compare)
 and its pages with 1-based numbers.  Text files and HTML are one page.  Text is kept as
@@ -18,17 +19,39 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import io
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from embedlab.data.library import (
+    DEFAULT_RULES,
+    LibraryRules,
+    Skipped,
+    display_path,
+    library_files,
+    megabytes,
+    over_cap,
+    read_regular,
+)
+from embedlab.data.pdf import describe, pdf_page_texts
+from embedlab.data.pdf import newlines as _newlines
+from embedlab.data.pdf import no_text as _no_text
 from embedlab.errors import EmbedlabError
 
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "LibraryRules",
+    "Page",
+    "Skipped",
+    "SourceDocument",
+    "iter_library",
+    "library_files",
+    "read_document",
+    "read_or_skip",
+]
 logger = logging.getLogger(__name__)
 
 
@@ -51,30 +74,7 @@ class SourceDocument:
     pages: tuple[Page, ...]
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A file :func:`iter_library` could not read, with the one-line reason."""
-
-    path: Path
-    reason: str
-
-
 # ----------------------------------------------------------------------------- text helpers
-
-_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-                            "\ufb05": "st", "\ufb06": "st", "\u00ad": None, "\x00": None})
-_TRAILING_SPACE = re.compile(r"[ \t\f\v]+$", re.MULTILINE)
-_BLANK_RUNS = re.compile(r"\n{3,}")
-
-
-def _newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _clean_pdf_text(text: str) -> str:
-    text = _newlines(text).translate(_LIGATURES)
-    text = _TRAILING_SPACE.sub("", text)
-    return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
 def _decode_utf8(data: bytes, path: Path) -> str:
@@ -94,67 +94,14 @@ def _decode_utf8(data: bytes, path: Path) -> str:
         ) from None
 
 
-def _no_text(path: Path, what: str) -> EmbedlabError:
-    return EmbedlabError(f"no extractable text ({what})", path=path, expected="a document with text")
-
-
 # ----------------------------------------------------------------------------- readers
 
-def _read_pdf(data: bytes, path: Path) -> tuple[Page, ...]:
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError
 
-    # pypdf raises many exception types on malformed files (PdfReadError, but also
-    # KeyError, ValueError, TypeError, RecursionError ...): any of them means "broken PDF".
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        encrypted = reader.is_encrypted
-    except Exception as err:  # noqa: BLE001 - third-party parser on untrusted input
-        raise EmbedlabError(f"broken PDF, cannot parse it ({_describe(err)})", path=path,
-                            expected="a valid PDF file") from None
-    if encrypted:
-        try:
-            decrypted = reader.decrypt("")
-        except DependencyError:
-            raise EmbedlabError("PDF is encrypted with AES and cannot be read here", path=path,
-                                hint="pip install cryptography, or save an unencrypted copy") from None
-        except Exception as err:  # noqa: BLE001
-            raise EmbedlabError(f"PDF is encrypted and cannot be decrypted ({_describe(err)})", path=path) from None
-        if not decrypted:
-            raise EmbedlabError("PDF is encrypted and needs a password", path=path,
-                                hint="save an unencrypted copy (e.g. qpdf --decrypt) to index it")
-    try:
-        pdf_pages = list(reader.pages)
-    except FileNotDecryptedError:
-        raise EmbedlabError("PDF is encrypted and needs a password", path=path) from None
-    except Exception as err:  # noqa: BLE001
-        raise EmbedlabError(f"broken PDF, cannot read its pages ({_describe(err)})", path=path,
-                            expected="a valid PDF file") from None
-    if not pdf_pages:
-        raise EmbedlabError("PDF has no pages", path=path)
-    pages = []
-    failed = []
-    for number, pdf_page in enumerate(pdf_pages, start=1):
-        try:
-            text = pdf_page.extract_text() or ""
-        except Exception as err:  # noqa: BLE001 - one bad page must not lose the others
-            logger.warning("%s: page %d: cannot extract text (%s); indexed as empty", path, number, _describe(err))
-            failed.append(number)
-            text = ""
-        pages.append(Page(number, _clean_pdf_text(text)))
-    if not any(page.text for page in pages):
-        if len(failed) == len(pages):
-            raise EmbedlabError(f"broken PDF, text extraction failed on all {len(pages)} pages", path=path)
-        raise _no_text(path, f"on none of its {len(pages)} pages; image-only or scanned PDF?")
-    return tuple(pages)
+def _read_pdf(data: bytes, path: Path, rules: LibraryRules) -> tuple[Page, ...]:
+    return tuple(Page(number, text) for number, text in enumerate(pdf_page_texts(data, path, rules=rules), start=1))
 
 
-def _describe(err: BaseException) -> str:
-    message = " ".join(str(err).split())
-    return f"{type(err).__name__}: {message}" if message else type(err).__name__
-
-
-def _read_plain(data: bytes, path: Path) -> tuple[Page, ...]:
+def _read_plain(data: bytes, path: Path, rules: LibraryRules) -> tuple[Page, ...]:
     text = _newlines(_decode_utf8(data, path))
     if not text.strip():
         raise _no_text(path, "the file is empty or blank")
@@ -164,27 +111,59 @@ def _read_plain(data: bytes, path: Path) -> tuple[Page, ...]:
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 
 
-def _read_html(data: bytes, path: Path) -> tuple[Page, ...]:
+def _html_encoding(data: bytes) -> tuple[str, str | None]:
+    """``(codec, problem)``: the declared ``<meta charset>`` if Python has it as a text codec, else UTF-8 and
+    why the declaration was passed over (an unknown name, or a codec such as ``hex`` or ``undefined``
+    that does not decode text).  A declared UTF-16/32 is read as UTF-8, as browsers do: a ``<meta>``
+    readable as ASCII means the file is not UTF-16."""
     declared = _CHARSET.search(data[:4096])
-    encoding = declared.group(1).decode("ascii").lower() if declared else "utf-8"
+    if declared is None:
+        return "utf-8", None
+    name = declared.group(1).decode("ascii").lower()
     try:
-        codecs.lookup(encoding)
+        info = codecs.lookup(name)
     except LookupError:
-        encoding = "utf-8"
+        return "utf-8", f"unknown charset {name!r} declared"
+    if not getattr(info, "_is_text_encoding", True) or info.name == "undefined":
+        return "utf-8", f"charset {name!r} declared, which is not a text encoding"
+    if info.name.startswith(("utf-16", "utf-32")):
+        return "utf-8", None
+    return info.name, None
+
+
+def _read_html(data: bytes, path: Path, rules: LibraryRules) -> tuple[Page, ...]:
+    encoding, problem = _html_encoding(data)
     if codecs.lookup(encoding).name == "utf-8":
-        markup = _decode_utf8(data, path)
+        try:
+            markup = _decode_utf8(data, path)
+        except EmbedlabError as err:
+            if problem is None:
+                raise
+            raise EmbedlabError(
+                f"{problem} and the file is not UTF-8 either",
+                path=path,
+                found=err.found,
+                hint="declare the file's real charset, or re-encode it as UTF-8",
+            ) from None
     else:
         try:
             markup = data.decode(encoding)
         except UnicodeDecodeError as err:
-            raise EmbedlabError(f"HTML is not valid {encoding} as its <meta charset> declares", path=path,
-                                found=f"byte 0x{data[err.start]:02x} at byte offset {err.start}") from None
+            raise EmbedlabError(
+                f"HTML is not valid {encoding} as its <meta charset> declares",
+                path=path,
+                found=f"byte 0x{data[err.start]:02x} at byte offset {err.start}",
+            ) from None
+        except (UnicodeError, LookupError, ValueError) as err:  # a codec that fails in its own way
+            raise EmbedlabError(
+                f"cannot decode HTML as its declared charset {encoding!r} ({describe(err)})", path=path
+            ) from None
     parser = _HTMLText()
     try:
         parser.feed(markup)
         parser.close()
-    except Exception as err:  # noqa: BLE001 - html.parser is lenient, but a crash must not stop a library run
-        raise EmbedlabError(f"cannot parse HTML ({_describe(err)})", path=path) from None
+    except Exception as err:
+        raise EmbedlabError(f"cannot parse HTML ({describe(err)})", path=path) from None
     text = parser.text()
     if not text:
         raise _no_text(path, "the HTML has no visible text")
@@ -195,12 +174,50 @@ class _HTMLText(HTMLParser):
     """Visible text of an HTML page; block elements become paragraphs, ``<br>`` a line break."""
 
     _SKIP = frozenset({"script", "style", "noscript", "template", "svg"})
-    _BLOCKS = frozenset({
-        "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "div", "dl", "dt",
-        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-        "hr", "html", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody",
-        "tfoot", "thead", "title", "tr", "ul",
-    })
+    _BLOCKS = frozenset(
+        {
+            "address",
+            "article",
+            "aside",
+            "blockquote",
+            "body",
+            "caption",
+            "dd",
+            "details",
+            "div",
+            "dl",
+            "dt",
+            "fieldset",
+            "figcaption",
+            "figure",
+            "footer",
+            "form",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "header",
+            "hr",
+            "html",
+            "li",
+            "main",
+            "nav",
+            "ol",
+            "p",
+            "pre",
+            "section",
+            "summary",
+            "table",
+            "tbody",
+            "tfoot",
+            "thead",
+            "title",
+            "tr",
+            "ul",
+        }
+    )
     _CELLS = frozenset({"td", "th"})
 
     def __init__(self) -> None:
@@ -265,7 +282,7 @@ class _HTMLText(HTMLParser):
         return "\n\n".join(self._blocks)
 
 
-_READERS: dict[str, tuple[str, Callable[[bytes, Path], tuple[Page, ...]]]] = {
+_READERS: dict[str, tuple[str, Callable[[bytes, Path, LibraryRules], tuple[Page, ...]]]] = {
     ".pdf": ("pdf", _read_pdf),
     ".txt": ("text", _read_plain),
     ".md": ("markdown", _read_plain),
@@ -278,8 +295,14 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(_READERS)
 
 # ----------------------------------------------------------------------------- public API
 
-def read_document(path: str | Path, *, root: str | Path) -> SourceDocument:
-    """Read one file of a library rooted at ``root`` (``relative`` is its POSIX path from there)."""
+
+def read_document(path: str | Path, *, root: str | Path, rules: LibraryRules = DEFAULT_RULES) -> SourceDocument:
+    """Read one file of a library rooted at ``root`` (``relative`` is its POSIX path from there).
+
+    The file is opened only when ``rules`` allow it (see :mod:`embedlab.data.library`): a
+    link out of the library, a FIFO or a device is an error before anything is opened, and
+    a file over a cap is an error naming the cap.
+    """
     path, root = Path(path), Path(root)
     try:
         relative = path.relative_to(root).as_posix()
@@ -287,79 +310,53 @@ def read_document(path: str | Path, *, root: str | Path) -> SourceDocument:
         try:
             relative = path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
-            raise EmbedlabError("file is outside the library folder", path=path,
-                                expected=f"a file under {root}") from None
+            raise EmbedlabError(
+                "file is outside the library folder", path=path, expected=f"a file under {root}"
+            ) from None
     entry = _READERS.get(path.suffix.lower())
     if entry is None:
-        raise EmbedlabError(f"unsupported file type {path.suffix or '(no suffix)'!r}", path=path,
-                            expected="one of " + ", ".join(SUPPORTED_SUFFIXES))
+        raise EmbedlabError(
+            f"unsupported file type {path.suffix or '(no suffix)'!r}",
+            path=path,
+            expected="one of " + ", ".join(SUPPORTED_SUFFIXES),
+        )
     kind, reader = entry
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise EmbedlabError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise EmbedlabError("is a folder, expected a file", path=path) from None
-    except OSError as err:
-        raise EmbedlabError(f"cannot read file ({err.strerror or err})", path=path) from None
-    pages = reader(data, path)
-    return SourceDocument(path=path, relative=relative, sha256=hashlib.sha256(data).hexdigest(),
-                          kind=kind, pages=pages)
+    # text, Markdown and HTML: the file's size is its text's (bounds memory before reading);
+    # a PDF's extracted text is counted page by page as it is extracted
+    data = read_regular(path, root=root, rules=rules, max_bytes=None if kind == "pdf" else rules.max_text_bytes)
+    pages = reader(data, path, rules)
+    text_bytes = sum(len(page.text.encode("utf-8", "surrogatepass")) for page in pages)
+    if text_bytes > rules.max_text_bytes:  # HTML from a single-byte charset can grow in UTF-8
+        raise over_cap(
+            f"{megabytes(text_bytes)} of text",
+            "max_text_bytes",
+            f"{megabytes(rules.max_text_bytes)} of text",
+            path=path,
+        )
+    return SourceDocument(path=path, relative=relative, sha256=hashlib.sha256(data).hexdigest(), kind=kind, pages=pages)
 
 
-def iter_library(folder: str | Path) -> Iterator[SourceDocument | Skipped]:
+def iter_library(folder: str | Path, *, rules: LibraryRules = DEFAULT_RULES) -> Iterator[SourceDocument | Skipped]:
     """Every visible file under ``folder``, recursively, in sorted path order; bad files become :class:`Skipped`.
 
-    Hidden files and folders (name starting with ``.``) are left out silently; symbolic
-    links to folders are not followed (no cycles).  The folder itself must exist.
+    Hidden files and folders (name starting with ``.``) are left out silently; links, special
+    files and caps follow ``rules`` (see :mod:`embedlab.data.library`).  The folder itself must exist.
     """
     root = Path(folder)
-    entries = library_files(root)
-    return (entry if isinstance(entry, Skipped) else read_or_skip(entry, root=root) for entry in entries)
+    entries = library_files(root, rules=rules)
+    return (entry if isinstance(entry, Skipped) else read_or_skip(entry, root=root, rules=rules) for entry in entries)
 
 
-def library_files(folder: str | Path) -> list[Path | Skipped]:
-    """The files :func:`iter_library` would read, in the same order, without reading them.
-
-    An unreadable sub-folder is a :class:`Skipped`.  Lets a caller decide per file (e.g. by
-    its hash) whether to read it at all; the folder itself must exist.
-    """
-    root = Path(folder)
-    if not root.exists():
-        raise EmbedlabError("library folder not found", path=root)
-    if not root.is_dir():
-        raise EmbedlabError("is a file, expected a library folder", path=root)
-    entries: list[tuple[tuple[str, ...], Path, str | None]] = []  # (sort key, path, reason it cannot be read)
-
-    def unreadable_folder(err: OSError) -> None:
-        path = Path(err.filename)
-        entries.append((path.relative_to(root).parts, path, f"cannot read folder ({err.strerror or err})"))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable_folder):
-        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-        for name in filenames:
-            if not name.startswith("."):
-                path = Path(dirpath) / name
-                entries.append((path.relative_to(root).parts, path, None))
-    entries.sort(key=lambda entry: entry[0])
-    out: list[Path | Skipped] = []
-    for _, path, problem in entries:
-        if problem is not None:
-            logger.info("skipped %s: %s", path, problem)
-            out.append(Skipped(path=path, reason=problem))
-        else:
-            out.append(path)
-    return out
-
-
-def read_or_skip(path: str | Path, *, root: str | Path) -> SourceDocument | Skipped:
+def read_or_skip(
+    path: str | Path, *, root: str | Path, rules: LibraryRules = DEFAULT_RULES
+) -> SourceDocument | Skipped:
     """:func:`read_document`, with any problem turned into a :class:`Skipped` and its one-line reason."""
     path = Path(path)
     try:
-        return read_document(path, root=root)
+        return read_document(path, root=root, rules=rules)
     except EmbedlabError as err:
         reason = EmbedlabError(err.message, found=err.found, expected=err.expected, hint=err.hint).one_line()
         if err.line is not None:
             reason = f"line {err.line}: {reason}"
-        logger.info("skipped %s: %s", path, reason)
+        logger.info("skipped %s: %s", display_path(path, Path(root)), reason)
         return Skipped(path=path, reason=reason)

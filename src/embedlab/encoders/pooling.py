@@ -28,7 +28,9 @@ def model_pooling(folder) -> str:
         return "mean"
     data = json.loads(config.read_text())
     for mode in ("cls", "max", "mean"):
-        key = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens"}[mode]
+        key = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens"}[
+            mode
+        ]
         if data.get(key):
             return mode
     return "mean"

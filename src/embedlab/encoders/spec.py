@@ -7,14 +7,21 @@ On the command line a model is ``NAME`` or ``NAME:key=value,key=value``, e.g.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from embedlab.errors import EmbedlabError
 
 
 class ModelSpec(BaseModel):
+    """A model and its options.  The fields are the options dense encoders share (each backend
+    rejects those it cannot honour, :func:`check_options`) plus the vector ``index`` kind;
+    ``options`` holds the options of one backend only (``bm25``: k1, b, stemmer; a test
+    encoder's own), validated by that model's entry in :mod:`embedlab.encoders.registry`.
+    Flat input (``{"model": "bm25", "k1": 1.2}``, as on the command line and in collection
+    manifests) is accepted: keys that are not fields go to ``options``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(min_length=1)
@@ -28,14 +35,24 @@ class ModelSpec(BaseModel):
     batch_size: int = Field(default=32, gt=0)
     device: str = "auto"
     threads: int | None = Field(default=None, gt=0)
-    index: Literal["exact", "faiss-flat", "faiss-hnsw"] = "exact"
-    # BM25 only
-    k1: float | None = Field(default=None, gt=0)
-    b: float | None = Field(default=None, ge=0, le=1)
-    stemmer: Literal["english", "porter", "none"] | None = None
-    # fake encoders only (tests): dimension and an added delay per batch
-    dim: int | None = Field(default=None, gt=0)
-    delay_ms: float | None = Field(default=None, ge=0)
+    index: str = "exact"  # a registered vector-index kind (embedlab.index)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        extra = {k: v for k, v in data.items() if k not in cls.model_fields}
+        if not extra:
+            return data
+        kept = {k: v for k, v in data.items() if k in cls.model_fields}
+        return {**kept, "options": {**dict(kept.get("options") or {}), **extra}}
+
+    def flat(self) -> dict[str, Any]:
+        """The changed options as one flat mapping (what a user wrote): for names, manifests and reports."""
+        values = self.model_dump(exclude_defaults=True)
+        return {**{k: v for k, v in values.items() if k != "options"}, **self.options}
 
     @property
     def name(self) -> str:
@@ -45,13 +62,13 @@ class ModelSpec(BaseModel):
         base = self.model.rstrip("/").split("/")[-1]
         changed = [
             f"{key}={value}"
-            for key, value in self.model_dump(exclude_defaults=True).items()
+            for key, value in self.flat().items()
             if key not in {"model", "label", "batch_size", "device", "threads"}
         ]
         return base + (f":{','.join(changed)}" if changed else "")
 
 
-_OPTIONS = re.compile(r":(?=\s*[a-z_]+=)")
+_OPTIONS = re.compile(r":(?=\s*[a-z_][a-z0-9_]*=)")  # keys are identifiers: k1, max_length
 
 
 def parse_model_spec(text: str) -> ModelSpec:
@@ -73,14 +90,20 @@ def parse_model_spec(text: str) -> ModelSpec:
 
 
 def model_spec_from(values: dict[str, object], *, source: str) -> ModelSpec:
+    """Validate the shared options here and the model's own options against its registry entry."""
+    from embedlab.encoders.registry import check_model_options
+
     try:
-        return ModelSpec.model_validate(values)
+        spec = ModelSpec.model_validate(values)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "model"
-        allowed = ", ".join(ModelSpec.model_fields)
-        hint = f"allowed options: {allowed}" if first["type"] == "extra_forbidden" else None
-        raise EmbedlabError(f"invalid model option {where!r} in {source}: {first['msg']}", hint=hint) from None
+        raise EmbedlabError(f"invalid model option {where!r} in {source}: {first['msg']}") from None
+    try:
+        options = check_model_options(spec)
+    except EmbedlabError as err:
+        raise EmbedlabError(f"{err.message} in {source}", hint=err.hint) from None
+    return spec.model_copy(update={"options": options}) if options != spec.options else spec
 
 
 # options every dense backend honours (the base class and the retriever handle them)
@@ -92,11 +115,12 @@ def check_options(spec: ModelSpec, *, accepted: set[str], what: str) -> None:
 
     ``accepted`` lists the options the backend reads besides ``COMMON_OPTIONS``; ``device=cpu``
     and ``backend=auto`` are always accepted, since every backend here runs on the CPU."""
-    given = set(spec.model_dump(exclude_defaults=True)) - COMMON_OPTIONS - accepted
+    given = set(spec.flat()) - COMMON_OPTIONS - accepted
     if spec.device == "cpu":
         given.discard("device")
     if given:
         option = sorted(given)[0]
         usable = ", ".join(sorted((COMMON_OPTIONS - {"model"}) | accepted))
-        raise EmbedlabError(f"option {option!r} does not apply to {what} ({spec.model!r})",
-                            hint=f"options it takes: {usable}")
+        raise EmbedlabError(
+            f"option {option!r} does not apply to {what} ({spec.model!r})", hint=f"options it takes: {usable}"
+        )

@@ -26,6 +26,7 @@ from embedlab.encoders.base import Encoder, Fingerprint
 from embedlab.encoders.resolve import resolve_model, sha256_file
 from embedlab.encoders.spec import ModelSpec, check_options
 from embedlab.errors import EmbedlabError
+from embedlab.payloads import Conditions, SizeInfo
 from embedlab.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ def _installed(dist: str, pin: str) -> str:
     try:
         return version(dist)
     except PackageNotFoundError:
-        raise EmbedlabError(f"this model needs the {dist} package, which is not installed",
-                            hint=f"pip install {pin}") from None
+        raise EmbedlabError(
+            f"this model needs the {dist} package, which is not installed", hint=f"pip install {pin}"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -70,8 +72,11 @@ class WordLlamaEncoder(Encoder):
         folder = Path(wordllama.__file__).parent
         self.weights = folder / "weights" / f"{self.CONFIG}_256.safetensors"
         if not self.weights.is_file():
-            raise EmbedlabError("the wordllama package has no bundled l2_supercat weights", path=self.weights,
-                                hint=f"pip install {WORDLLAMA_PIN}")
+            raise EmbedlabError(
+                "the wordllama package has no bundled l2_supercat weights",
+                path=self.weights,
+                hint=f"pip install {WORDLLAMA_PIN}",
+            )
         # cache_dir = the package folder: the loader finds the bundled files and never downloads
         self.model = WordLlama.load(config=self.CONFIG, cache_dir=folder, disable_download=True)
         self.max_length = spec.max_length or 0  # 0: no truncation, as upstream
@@ -95,13 +100,22 @@ class WordLlamaEncoder(Encoder):
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         return self.model.embed(texts, norm=False, batch_size=len(texts)).astype(np.float32)
 
-    def size_info(self) -> dict[str, object]:
-        return {"dim": self.dim, "parameters": int(self.model.embedding.size),
-                "weights_bytes": self.weights.stat().st_size, "source": f"package wordllama=={self.version}"}
+    def size_info(self) -> SizeInfo:
+        return {
+            "dim": self.dim,
+            "parameters": int(self.model.embedding.size),
+            "weights_bytes": self.weights.stat().st_size,
+            "source": f"package wordllama=={self.version}",
+        }
 
-    def conditions(self) -> dict[str, object]:
-        return {"backend": "numpy (static)", "device": "cpu", "batch_size": self.batch_size,
-                "max_length": self.max_length or "none", "precision": "fp32"}
+    def conditions(self) -> Conditions:
+        return {
+            "backend": "numpy (static)",
+            "device": "cpu",
+            "batch_size": self.batch_size,
+            "max_length": self.max_length or "none",
+            "precision": "fp32",
+        }
 
 
 class Model2VecEncoder(Encoder):
@@ -132,17 +146,26 @@ class Model2VecEncoder(Encoder):
         )
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, max_length=self.max_length, batch_size=len(texts), show_progress_bar=False,
-                                 use_multiprocessing=False).astype(np.float32)
+        return self.model.encode(
+            texts, max_length=self.max_length, batch_size=len(texts), show_progress_bar=False, use_multiprocessing=False
+        ).astype(np.float32)
 
-    def size_info(self) -> dict[str, object]:
-        return {"dim": self.dim, "parameters": int(self.model.embedding.size),
-                "weights_bytes": sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file()),
-                "source": f"built with model2vec from {MINILM} ({self.folder})"}
+    def size_info(self) -> SizeInfo:
+        return {
+            "dim": self.dim,
+            "parameters": int(self.model.embedding.size),
+            "weights_bytes": sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file()),
+            "source": f"built with model2vec from {MINILM} ({self.folder})",
+        }
 
-    def conditions(self) -> dict[str, object]:
-        return {"backend": "numpy (static)", "device": "cpu", "batch_size": self.batch_size,
-                "max_length": self.max_length, "precision": "fp32"}
+    def conditions(self) -> Conditions:
+        return {
+            "backend": "numpy (static)",
+            "device": "cpu",
+            "batch_size": self.batch_size,
+            "max_length": self.max_length,
+            "precision": "fp32",
+        }
 
 
 def model2vec_folder(minilm: Path, minilm_sha256: str) -> Path:
@@ -156,8 +179,10 @@ def model2vec_folder(minilm: Path, minilm_sha256: str) -> Path:
         from model2vec.distill import distill
         from transformers.utils import logging as hf_logging
     except ImportError as err:
-        raise EmbedlabError(f"building minilm-model2vec needs model2vec's distill module ({err.name} is missing)",
-                            hint=f"pip install {MODEL2VEC_PINS}") from None
+        raise EmbedlabError(
+            f"building minilm-model2vec needs model2vec's distill module ({err.name} is missing)",
+            hint=f"pip install {MODEL2VEC_PINS}",
+        ) from None
     log.info("distilling all-MiniLM-L6-v2 into a static model2vec model (once, about 30 s): %s", target)
     hf_logging.disable_progress_bar()
     plain_bar = steps.tqdm

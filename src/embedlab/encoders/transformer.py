@@ -27,6 +27,7 @@ from embedlab.encoders.pooling import model_pooling, pool
 from embedlab.encoders.resolve import ResolvedModel, resolve_model
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
+from embedlab.payloads import Conditions, SizeInfo
 
 log = logging.getLogger(__name__)
 ONNX_OPSET = 17
@@ -49,13 +50,17 @@ class TransformerEncoder(Encoder):
         self.pooling = spec.pooling or model_pooling(folder)
         self.normalize = spec.normalize if spec.normalize is not None else _default_normalize(folder)
         self.device = ("cuda" if _cuda_available() else "cpu") if spec.device == "auto" else spec.device
-        self.backend = spec.backend if spec.backend != "auto" else ("torch" if self.device.startswith("cuda") else "onnx")
+        self.backend = (
+            spec.backend if spec.backend != "auto" else ("torch" if self.device.startswith("cuda") else "onnx")
+        )
         self.threads = spec.threads or os.cpu_count() or 1
         self.batch_size = spec.batch_size
         self.tokenizer = load_tokenizer(folder, self.max_length)
         self.dim = _hidden_size(folder)
-        self.runner = OnnxRunner(self.resolved, self.threads) if self.backend == "onnx" else TorchRunner(
-            self.resolved, self.device, self.threads
+        self.runner = (
+            OnnxRunner(self.resolved, self.threads)
+            if self.backend == "onnx"
+            else TorchRunner(self.resolved, self.device, self.threads)
         )
         self.fingerprint = Fingerprint(
             kind="transformer",
@@ -75,9 +80,9 @@ class TransformerEncoder(Encoder):
         hidden = self.runner(ids, mask, types)
         return pool(hidden, mask, self.pooling).astype(np.float32)
 
-    def size_info(self) -> dict[str, object]:
+    def size_info(self) -> SizeInfo:
         weights = self.resolved.weights_file
-        info: dict[str, object] = {
+        info: SizeInfo = {
             "dim": self.dim,
             "parameters": self.resolved.parameters(),
             "weights_bytes": weights.stat().st_size,
@@ -87,7 +92,7 @@ class TransformerEncoder(Encoder):
             info["onnx_bytes"] = self.runner.path.stat().st_size
         return info
 
-    def conditions(self) -> dict[str, object]:
+    def conditions(self) -> Conditions:
         return {
             "backend": self.backend,
             "device": self.device,
@@ -234,8 +239,13 @@ def fused_onnx(resolved: ResolvedModel) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fused = optimize_model(str(plain), model_type="bert", num_heads=int(config["num_attention_heads"]),
-                               hidden_size=int(config["hidden_size"]), opt_level=1)
+        fused = optimize_model(
+            str(plain),
+            model_type="bert",
+            num_heads=int(config["num_attention_heads"]),
+            hidden_size=int(config["hidden_size"]),
+            opt_level=1,
+        )
     with atomic_open(target, "wb") as handle:
         handle.write(fused.model.SerializeToString())
     return target
@@ -260,7 +270,7 @@ def onnx_export(resolved: ResolvedModel) -> Path:
             super().__init__()
             self.base = base
 
-        def forward(self, input_ids, attention_mask, token_type_ids=None):  # noqa: ANN001
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
             extra = {"token_type_ids": token_type_ids} if uses_types else {}
             return self.base(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
 
@@ -270,8 +280,15 @@ def onnx_export(resolved: ResolvedModel) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(target, "wb") as handle, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about constant shapes; the test compares outputs
+        # torch annotates ``f`` as a path only, but the TorchScript exporter (dynamo=False) writes to a file too
         torch.onnx.export(
-            LastHidden(), example, handle, input_names=names, output_names=["last_hidden_state"],
-            dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
+            LastHidden(),
+            example,
+            handle,  # type: ignore[arg-type]  # a binary file: see the comment above
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
         )
     return target

@@ -17,8 +17,20 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
-LIBRARIES = ("embedlab", "numpy", "torch", "transformers", "tokenizers", "onnxruntime", "sentence-transformers",
-             "bm25s", "faiss-cpu", "pydantic")
+from embedlab.payloads import Hardware, Latency
+
+LIBRARIES = (
+    "embedlab",
+    "numpy",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "onnxruntime",
+    "sentence-transformers",
+    "bm25s",
+    "faiss-cpu",
+    "pydantic",
+)
 
 
 def percentile_ms(samples: list[float], q: float) -> float:
@@ -26,13 +38,18 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1000.0, q))
 
 
-def latency_probe(call: Callable[[str], object], texts: list[str], *, samples: int, seed: int,
-                  warmup: int = 3) -> dict[str, object]:
+def latency_probe(
+    call: Callable[[str], object], texts: list[str], *, samples: int, seed: int, warmup: int = 3
+) -> Latency:
     """Time ``call`` on single texts, one at a time (what a user waits for per query)."""
     if not texts or samples <= 0:
         return {"samples": 0}
     rng = random.Random(seed)
-    chosen = [texts[rng.randrange(len(texts))] for _ in range(samples)] if len(texts) < samples else rng.sample(texts, samples)
+    chosen = (
+        [texts[rng.randrange(len(texts))] for _ in range(samples)]
+        if len(texts) < samples
+        else rng.sample(texts, samples)
+    )
     for text in chosen[:warmup]:
         call(text)
     timings = []
@@ -72,10 +89,10 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def hardware() -> dict[str, object]:
+def hardware() -> Hardware:
     import psutil
 
-    info: dict[str, object] = {
+    info: Hardware = {
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
         "memory_bytes": int(psutil.virtual_memory().total),
@@ -94,7 +111,7 @@ def hardware() -> dict[str, object]:
 
 
 def library_versions() -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for name in LIBRARIES:
         try:
             found[name] = version(name)

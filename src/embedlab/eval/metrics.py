@@ -100,10 +100,23 @@ class MetricSpec:
 
 
 _SPEC = re.compile(r"^\s*([a-z_]+?)\s*(?:@|_at_)\s*(\d+)\s*$", re.IGNORECASE)
-DEFAULT_METRICS = (
-    "ndcg@1 ndcg@3 ndcg@5 ndcg@10 ndcg@100 mrr@10 mrr@100 recall@10 recall@100 recall@1000 "
-    "precision@1 precision@10 map@10 map@100 hit_rate@10"
-).split()
+DEFAULT_METRICS = [
+    "ndcg@1",
+    "ndcg@3",
+    "ndcg@5",
+    "ndcg@10",
+    "ndcg@100",
+    "mrr@10",
+    "mrr@100",
+    "recall@10",
+    "recall@100",
+    "recall@1000",
+    "precision@1",
+    "precision@10",
+    "map@10",
+    "map@100",
+    "hit_rate@10",
+]
 MAIN_METRICS = ("ndcg@10", "mrr@10", "recall@100")
 
 

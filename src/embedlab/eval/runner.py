@@ -24,7 +24,9 @@ from embedlab.errors import EmbedlabError
 from embedlab.eval.evaluate import EvalResult, evaluate
 from embedlab.eval.measure import current_rss_bytes, hardware, latency_probe, library_versions, peak_rss_bytes
 from embedlab.eval.metrics import MetricSpec
-from embedlab.search.build import build_retriever, check_model_exists
+from embedlab.payloads import CorpusThroughput, DatasetManifest, Environment, Measurements
+from embedlab.search.build import build_retriever, check_retrievable
+from embedlab.search.pipeline import PipelineSpec, spec_record
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EvalSpec:
     datasets: tuple[str, ...]
-    models: tuple[ModelSpec, ...]
+    models: tuple[ModelSpec | PipelineSpec, ...]
     metrics: tuple[MetricSpec, ...]
     split: str = "test"
     ignore_identical_ids: bool = False
@@ -57,20 +59,26 @@ class ModelResult:
     evaluation: EvalResult | None = None
     run: Run | None = None
     fingerprint: dict[str, object] = field(default_factory=dict)
-    measurements: dict[str, object] = field(default_factory=dict)
+    measurements: Measurements | None = None  # None: the model failed (``error``)
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    def measured(self) -> Measurements:
+        """The measurements of a result that finished; a failed one has none (check ``ok`` first)."""
+        if self.measurements is None:
+            raise RuntimeError(f"{self.model} on {self.dataset} has no measurements: {self.error}")
+        return self.measurements
+
 
 @dataclass(frozen=True)
 class EvalReport:
     spec: EvalSpec
-    datasets: dict[str, dict[str, object]]
+    datasets: dict[str, DatasetManifest]
     results: list[ModelResult]
-    environment: dict[str, object]
+    environment: Environment
 
 
 def run_eval(spec: EvalSpec, *, on_result: Callable[[ModelResult], None] | None = None) -> EvalReport:
@@ -81,7 +89,7 @@ def run_eval(spec: EvalSpec, *, on_result: Callable[[ModelResult], None] | None 
             raise EmbedlabError(f"two datasets are named {dataset.name!r}", hint="rename one of the folders")
         datasets[dataset.name] = dataset
     for model in spec.models:  # a misspelt model name stops the run before any work
-        check_model_exists(model)
+        check_retrievable(model)
     cache = EmbeddingCache(spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
     results: list[ModelResult] = []
     try:
@@ -94,27 +102,32 @@ def run_eval(spec: EvalSpec, *, on_result: Callable[[ModelResult], None] | None 
     finally:
         if cache is not None:
             cache.close()
-    environment = {
+    environment: Environment = {
         "embedlab": __version__,
         "libraries": library_versions(),
         "hardware": hardware(),
         "seed": spec.seed,
         "cache": str(cache.path) if cache is not None else None,
     }
-    return EvalReport(spec=spec, datasets={k: v.manifest() for k, v in datasets.items()}, results=results,
-                      environment=environment)
+    return EvalReport(
+        spec=spec, datasets={k: v.manifest() for k, v in datasets.items()}, results=results, environment=environment
+    )
 
 
-def _evaluate_model(dataset: Dataset, model: ModelSpec, spec: EvalSpec, cache: EmbeddingCache | None) -> ModelResult:
+def _evaluate_model(
+    dataset: Dataset, model: ModelSpec | PipelineSpec, spec: EvalSpec, cache: EmbeddingCache | None
+) -> ModelResult:
     log.info("%s on %s", model.name, dataset.name)
     try:
         return _measure(dataset, model, spec, cache)
     except EmbedlabError as err:
         log.error("%s on %s failed: %s", model.name, dataset.name, err.one_line())
-        return ModelResult(dataset=dataset.name, model=model.name, spec=model.model_dump(), error=err.one_line())
+        return ModelResult(dataset=dataset.name, model=model.name, spec=spec_record(model), error=err.one_line())
 
 
-def _measure(dataset: Dataset, model: ModelSpec, spec: EvalSpec, cache: EmbeddingCache | None) -> ModelResult:
+def _measure(
+    dataset: Dataset, model: ModelSpec | PipelineSpec, spec: EvalSpec, cache: EmbeddingCache | None
+) -> ModelResult:
     started = time.perf_counter()
     retriever = build_retriever(model)
     load_s = time.perf_counter() - started
@@ -134,37 +147,57 @@ def _measure(dataset: Dataset, model: ModelSpec, spec: EvalSpec, cache: Embeddin
         run = drop_identical_ids(run, spec.depth)
     evaluation = evaluate(run, dataset.qrels, spec.metrics)
 
-    latency = latency_probe(lambda text: retriever.search_one(text, 10), list(dataset.queries.values()),
-                            samples=spec.latency_queries, seed=spec.seed)
+    latency = latency_probe(
+        lambda text: retriever.search_one(text, 10),
+        list(dataset.queries.values()),
+        samples=spec.latency_queries,
+        seed=spec.seed,
+    )
     latency["what"] = "one query at a time: encode + top-10 search, no cache"
-    measurements = {
+    measurements: Measurements = {
         "load_seconds": load_s,
         "corpus": _throughput(corpus_stats, index_s, dataset.doc_count, cache),
-        "queries": {"count": len(dataset.queries), "seconds": search_s, "encoded": query_stats.encoded,
-                    "cache_hits": query_stats.cache_hits},
+        "queries": {
+            "count": len(dataset.queries),
+            "seconds": search_s,
+            "encoded": query_stats.encoded,
+            "cache_hits": query_stats.cache_hits,
+        },
         "latency": latency,
         "size": retriever.size_info(),
-        "memory": {"rss_after_index_bytes": rss_after_index, "peak_rss_bytes": peak_rss_bytes(),
-                   "note": "peak is the whole process so far (it includes models evaluated earlier)"},
+        "memory": {
+            "rss_after_index_bytes": rss_after_index,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "note": "peak is the whole process so far (it includes models evaluated earlier)",
+        },
         "conditions": retriever.conditions(),
     }
     return ModelResult(
-        dataset=dataset.name, model=model.name, spec=model.model_dump(exclude_defaults=True),
-        scores=evaluation.mean, evaluation=evaluation, run=run, fingerprint=retriever.describe(),
+        dataset=dataset.name,
+        model=model.name,
+        spec=spec_record(model),
+        scores=evaluation.mean,
+        evaluation=evaluation,
+        run=run,
+        fingerprint=retriever.describe(),
         measurements=measurements,
     )
 
 
-def _throughput(stats: EncodeStats, seconds: float, docs: int, cache: EmbeddingCache | None) -> dict[str, object]:
-    out: dict[str, object] = {
-        "documents": docs, "seconds": seconds, "encoded": stats.encoded, "cache_hits": stats.cache_hits,
+def _throughput(stats: EncodeStats, seconds: float, docs: int, cache: EmbeddingCache | None) -> CorpusThroughput:
+    out: CorpusThroughput = {
+        "documents": docs,
+        "seconds": seconds,
+        "encoded": stats.encoded,
+        "cache_hits": stats.cache_hits,
         "docs_per_second": stats.encoded / seconds if stats.encoded and seconds > 0 else None,
         "source": "measured in this run",
     }
     if stats.encoded == 0 and cache is not None and stats.spaces:
         earlier = cache.measured_throughput(next(iter(stats.spaces)))
-        if earlier is not None:
-            out["docs_per_second"] = earlier["per_second"]
+        rate = earlier["per_second"] if earlier is not None else None  # a true division: always a float
+        if isinstance(rate, float):
+            out["docs_per_second"] = rate
             out["source"] = "all vectors from the cache; rate measured on this host when they were encoded"
     return out
 

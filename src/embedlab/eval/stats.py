@@ -25,6 +25,8 @@ from embedlab.errors import EmbedlabError, shorten
 _CHUNK_ELEMENTS = 1 << 22  # numbers held per chunk of resamples (32 MB as float64)
 _MIN_RESAMPLES = 100
 _T = TypeVar("_T")
+# A query id, or (dataset, query id) when the queries of several datasets are pooled.
+QueryKey = TypeVar("QueryKey", str, tuple[str, str])
 # Permuted statistics within this fraction of mean|d| of |observed| count as ties: they
 # differ only by floating-point summation order (ties are common with discrete metrics).
 _TIE_RTOL = 1e-9
@@ -55,7 +57,7 @@ class TestResult:
 
 
 def paired_arrays(
-    per_query_a: Mapping[str, float], per_query_b: Mapping[str, float]
+    per_query_a: Mapping[QueryKey, float], per_query_b: Mapping[QueryKey, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two systems' per-query scores aligned by query id (sorted), ready for the paired tests.
 

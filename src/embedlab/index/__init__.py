@@ -1,5 +1,11 @@
-"""Vector indexes: exact NumPy search is the reference; FAISS indexes are tested against it."""
+"""Vector indexes behind one interface (:mod:`embedlab.index.base`), registered by kind.
 
+Built in: ``exact`` (NumPy, the reference), ``faiss-flat``, ``faiss-hnsw``.  Adding a backend:
+one module with a :class:`VectorIndex` subclass decorated with ``@register_index``, imported here.
+"""
+
+from embedlab.index import exact, faiss_index  # noqa: F401  (importing registers the kinds)
+from embedlab.index.base import INDEXES, IndexInfo, VectorIndex, build_index, load_index, order_ties
 from embedlab.index.exact import ExactIndex, top_k
 
-__all__ = ["ExactIndex", "top_k"]
+__all__ = ["INDEXES", "ExactIndex", "IndexInfo", "VectorIndex", "build_index", "load_index", "order_ties", "top_k"]

@@ -1,4 +1,4 @@
-"""Exact top-k by blocked matrix products with a bounded candidate set.
+"""Exact top-k by blocked matrix products with a bounded candidate set: the reference index.
 
 Scores are computed for a block of queries against a block of documents at a time and
 merged into a running top-k, so memory is O(query_block x doc_block + queries x k),
@@ -10,16 +10,16 @@ Ties are broken deterministically: score descending, then document id ascending
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from embedlab.index.base import VectorIndex, register_index
 
 QUERY_BLOCK = 256
 DOC_BLOCK = 32_768
 
 
-def _select(scores: np.ndarray, ids: np.ndarray, order: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k best of ``scores`` (columns named by ``ids``), sorted score desc, id asc."""
+def select_top(scores: np.ndarray, ids: np.ndarray, order: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k best of ``scores`` (columns named by ``ids``), sorted score desc, then ``order[id]`` asc."""
     if scores.shape[1] > k:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top_s = np.take_along_axis(scores, part, axis=1)
@@ -54,31 +54,34 @@ def top_k(
         for d0 in range(0, n_docs, DOC_BLOCK):
             block = qb @ docs[d0 : d0 + DOC_BLOCK].T
             cols = np.broadcast_to(np.arange(d0, d0 + block.shape[1]), block.shape)
-            s, i = _select(block, cols, order, min(k, block.shape[1]))
+            s, i = select_top(block, cols, order, min(k, block.shape[1]))
             merged_s = np.concatenate([best_s, s], axis=1)
             merged_i = np.concatenate([best_i, i], axis=1)
-            best_s, best_i = _select(merged_s, merged_i, order, min(k, merged_s.shape[1]))
+            best_s, best_i = select_top(merged_s, merged_i, order, min(k, merged_s.shape[1]))
         all_scores[q0 : q0 + qb.shape[0]] = best_s
         all_ids[q0 : q0 + qb.shape[0]] = best_i
     return all_scores, all_ids
 
 
-@dataclass
-class ExactIndex:
-    """Vectors in one float32 matrix; search is exact inner product (cosine when normalised)."""
+def exact_search(
+    queries: np.ndarray, vectors: np.ndarray, k: int, *, id_order: np.ndarray | None, rows: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` over all rows, or over ``rows`` only (positions returned are rows of ``vectors``)."""
+    if rows is None:
+        return top_k(queries, vectors, k, id_order=id_order)
+    order = None if id_order is None else id_order[rows]
+    scores, found = top_k(queries, np.asarray(vectors[rows], dtype=np.float32), k, id_order=order)
+    return scores, rows[found]
 
-    vectors: np.ndarray
-    doc_ids: list[str]
 
-    def __post_init__(self) -> None:
-        self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
-        ranks = np.empty(len(self.doc_ids), dtype=np.int64)
-        ranks[np.argsort(np.asarray(self.doc_ids, dtype=object), kind="stable")] = np.arange(len(self.doc_ids))
-        self.id_order = ranks
+@register_index
+class ExactIndex(VectorIndex):
+    """The vectors themselves; search is exact inner product over blocks (bounded memory)."""
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return top_k(np.asarray(queries, dtype=np.float32), self.vectors, k, id_order=self.id_order)
+    kind = "exact"
 
-    @property
-    def memory_bytes(self) -> int:
-        return int(self.vectors.nbytes)
+    def _build(self) -> None:
+        pass  # nothing beyond the vectors
+
+    def _search(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return exact_search(queries, self.vectors, k, id_order=self.id_order, rows=rows)

@@ -1,23 +1,39 @@
-"""FAISS indexes behind the same interface as ``ExactIndex`` (tested against it).
+"""FAISS indexes behind the common interface, measured against the exact reference.
 
-- ``faiss-flat``: exact inner product (IndexFlatIP).
-- ``faiss-hnsw``: HNSW graph (M=32, efConstruction=200, efSearch=128 by default);
-  approximate, so its recall against exact search is measured, never assumed.
-
-Ties among equal scores are re-ordered by document id after FAISS returns, so the
-project-wide order (score desc, id asc) holds within what FAISS returned.
+- ``faiss-flat``: exact inner product (``IndexFlatIP``).  FAISS chooses freely among items
+  tied with the k-th score; when such a tie reaches the cut-off, the query is answered by the
+  exact NumPy search instead, so the project-wide order (score desc, id asc) holds exactly.
+- ``faiss-hnsw``: an HNSW graph (``IndexHNSWFlat``, M=32, efConstruction=200).  Approximate, so
+  its recall@10 against exact search is measured at build time (a seeded sample of the indexed
+  vectors as queries) and, unless ``ef_search`` is given, efSearch is doubled from 64 until
+  recall@10 reaches ``recall_target`` (0.95) or 1024; the value used and the recall are kept in
+  :meth:`info`.  A row filter uses a FAISS id selector, or exact search over the rows when they
+  are few (under ``exact_below`` or 10% of the index): a graph walk that must skip most nodes
+  loses recall and time.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from embedlab.atomic import atomic_write_bytes
+from embedlab.checksum import file_sha256
 from embedlab.errors import EmbedlabError
+from embedlab.index.base import IndexInfo, VectorIndex, id_ranks, register_index
+from embedlab.index.exact import exact_search
 
-KINDS = ("faiss-flat", "faiss-hnsw")
+log = logging.getLogger(__name__)
+
+HNSW_FILE = "hnsw.faiss"
 
 
-def faiss_module():  # noqa: ANN201
+def faiss_module() -> Any:
     """``import faiss``, or a clear error naming the extra."""
     try:
         import faiss
@@ -26,54 +42,149 @@ def faiss_module():  # noqa: ANN201
     return faiss
 
 
-def hnsw_index(vectors: np.ndarray, *, m: int = 32, ef_construction: int = 200, ef_search: int = 128):  # noqa: ANN201
-    """An inner-product ``faiss.IndexHNSWFlat`` holding ``vectors`` (row i has id i)."""
-    faiss = faiss_module()
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = ef_construction
-    index.hnsw.efSearch = ef_search
-    index.add(vectors)
-    return index
+def _selector_params(faiss: Any, rows: np.ndarray, **extra: int) -> tuple[Any, Any]:
+    selector = faiss.IDSelectorBatch(rows.astype(np.int64))
+    params_type = faiss.SearchParametersHNSW if extra else faiss.SearchParameters
+    return params_type(sel=selector, **extra), selector  # the selector must outlive the search
 
 
-def order_ties(scores: np.ndarray, indices: np.ndarray, id_order: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Re-order FAISS results per row by score desc, then ``id_order[index]`` asc (default: the index
-    itself); missing results (index -1) go last."""
-    valid = indices >= 0
-    safe = np.where(valid, indices, 0)
-    order_key = np.where(valid, safe if id_order is None else id_order[safe], np.iinfo(np.int64).max)
-    score_key = np.where(valid, -scores, np.inf)
-    idx = np.lexsort((order_key, score_key), axis=-1)
-    return np.take_along_axis(scores, idx, axis=1), np.take_along_axis(indices, idx, axis=1)
+@register_index
+class FaissFlatIndex(VectorIndex):
+    kind = "faiss-flat"
 
-
-class FaissIndex:
-    def __init__(self, vectors: np.ndarray, doc_ids: list[str], *, kind: str = "faiss-flat", hnsw_m: int = 32,
-                 ef_construction: int = 200, ef_search: int = 128) -> None:
-        if kind not in KINDS:
-            raise EmbedlabError(f"unknown FAISS index {kind!r}", expected=f"one of {', '.join(KINDS)}")
+    def _build(self) -> None:
         faiss = faiss_module()
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.kind = kind
-        self.doc_ids = doc_ids
-        dim = vectors.shape[1]
-        if kind == "faiss-flat":
-            self.index = faiss.IndexFlatIP(dim)
-            self.index.add(vectors)
-        else:
-            self.index = hnsw_index(vectors, m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
-        ranks = np.empty(len(doc_ids), dtype=np.int64)
-        ranks[np.argsort(np.asarray(doc_ids, dtype=object), kind="stable")] = np.arange(len(doc_ids))
-        self.id_order = ranks
+        self.index = faiss.IndexFlatIP(self.vectors.shape[1])
+        self.index.add(np.ascontiguousarray(self.vectors, dtype=np.float32))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, len(self.doc_ids))
-        scores, indices = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return order_ties(scores, indices, self.id_order)
+    def _search(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        faiss = faiss_module()
+        n = len(self.vectors) if rows is None else len(rows)
+        wide = min(n, k + 1)  # one more than asked: a tie across the cut-off shows
+        if rows is None:
+            scores, found = self.index.search(queries, wide)
+        else:
+            params, selector = _selector_params(faiss, rows)
+            scores, found = self.index.search(queries, wide, params=params)
+            del params, selector
+        if wide > k:
+            tied = np.flatnonzero(scores[:, k] == scores[:, k - 1])
+            if len(tied):  # FAISS may have kept any of the tied items: decide exactly
+                exact = exact_search(queries[tied], self.vectors, k, id_order=self.id_order, rows=rows)
+                out_s, out_i = scores[:, :k].copy(), found[:, :k].copy()
+                out_s[tied], out_i[tied] = exact
+                return out_s, out_i
+        return scores[:, :k], found[:, :k]
 
     @property
     def memory_bytes(self) -> int:
+        return int(faiss_module().serialize_index(self.index).nbytes)
+
+
+class HNSWOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    m: int = Field(default=32, ge=4, le=256)
+    ef_construction: int = Field(default=200, ge=8, le=4096)
+    ef_search: int | None = Field(default=None, ge=1, le=65_536)  # None: tuned to recall_target at build
+    recall_target: float = Field(default=0.95, gt=0, le=1)
+    exact_below: int = Field(default=50_000, ge=0)  # a row filter this small is searched exactly
+
+
+@register_index
+class FaissHNSWIndex(VectorIndex):
+    kind = "faiss-hnsw"
+    approximate = True
+    Options = HNSWOptions
+
+    def _build(self) -> None:
         faiss = faiss_module()
-        return int(faiss.serialize_index(self.index).nbytes)
+        opts = self._opts
+        self.index = faiss.IndexHNSWFlat(self.vectors.shape[1], opts.m, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = opts.ef_construction
+        self.index.add(np.ascontiguousarray(self.vectors, dtype=np.float32))
+        self._tune(opts)
+
+    @property
+    def _opts(self) -> HNSWOptions:
+        assert isinstance(self.options, HNSWOptions)  # Options narrows the base type (not an input check)
+        return self.options
+
+    def _tune(self, opts: HNSWOptions) -> None:
+        if not len(self.vectors):
+            return
+        ef = opts.ef_search or 64
+        while True:
+            self.index.hnsw.efSearch = ef
+            recall = self.measure_recall()
+            if opts.ef_search is not None or recall >= opts.recall_target or ef >= 1024:
+                break
+            ef *= 2
+        if recall < opts.recall_target:
+            log.warning("HNSW recall@10 is %.3f at efSearch=%d, under the %.2f target", recall, ef, opts.recall_target)
+        self.options = opts.model_copy(update={"ef_search": ef})
+        self._recall = (recall, min(len(self.vectors), 200), opts.recall_target)
+
+    def _search(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        opts = self._opts
+        if rows is not None and (len(rows) < opts.exact_below or len(rows) < 0.1 * len(self.vectors)):
+            return exact_search(queries, self.vectors, k, id_order=self.id_order, rows=rows)
+        if rows is None:
+            return self.index.search(queries, k)
+        params, selector = _selector_params(faiss_module(), rows, efSearch=self.index.hnsw.efSearch)
+        scores, found = self.index.search(queries, k, params=params)
+        del params, selector
+        return scores, found
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(faiss_module().serialize_index(self.index).nbytes)
+
+    def save(self, folder: Path) -> IndexInfo:
+        faiss = faiss_module()
+        path = folder / HNSW_FILE
+        atomic_write_bytes(path, faiss.serialize_index(self.index).tobytes())
+        self._file = (HNSW_FILE, file_sha256(path))
+        return self.info()
+
+    @classmethod
+    def load(
+        cls, folder: Path, info: IndexInfo, vectors: np.ndarray, ids: Sequence[object] | None = None
+    ) -> VectorIndex:
+        faiss = faiss_module()
+        path = folder / (info.file or HNSW_FILE)
+        if not path.is_file():
+            raise EmbedlabError(
+                "the HNSW index file is missing",
+                path=path,
+                hint="rebuild the collection (`embedlab index build --replace`)",
+            )
+        if info.sha256 is not None and file_sha256(path) != info.sha256:
+            raise EmbedlabError(
+                "the HNSW index file does not match the checksum in its manifest",
+                path=path,
+                hint="the file is damaged; rebuild the collection (`embedlab index build --replace`)",
+            )
+        self = cls.__new__(cls)
+        self.vectors = vectors
+        self.doc_ids = list(ids) if ids is not None else None
+        self.id_order = id_ranks(ids, len(vectors))
+        self.options = cls.validate_options({k: v for k, v in info.params.items() if k in HNSWOptions.model_fields})
+        try:
+            self.index = faiss.read_index(str(path))
+        except RuntimeError as err:
+            raise EmbedlabError(f"cannot read the HNSW index ({str(err).splitlines()[0][:200]})", path=path) from None
+        if self.index.ntotal != len(vectors):
+            raise EmbedlabError(
+                "the HNSW index does not match the vectors",
+                path=path,
+                found=f"{self.index.ntotal} vectors",
+                expected=str(len(vectors)),
+            )
+        self.index.hnsw.efSearch = int(info.params.get("ef_search", 128))
+        self._recall = None
+        if info.recall_at_10 is not None:
+            self._recall = (info.recall_at_10, info.recall_queries or 0, info.recall_target or 0.0)
+        self._file = (info.file or HNSW_FILE, info.sha256)
+        self.build_seconds = info.build_seconds or 0.0
+        return self

@@ -20,17 +20,16 @@ th{background:#f3f3f3}.fail{color:#b00}.note{color:#555;font-size:.85rem}
 
 def html_table(all_rows: list[dict[str, str]], cols: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in all_rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in all_rows)
     return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _points(results: list[ModelResult]) -> list[Point]:
     points = []
     for r in results:
-        if r.ok and "ndcg_at_10" in r.scores and r.measurements["latency"].get("p95_ms"):  # type: ignore[union-attr]
-            points.append(Point(r.model, float(r.measurements["latency"]["p95_ms"]), r.scores["ndcg_at_10"]))  # type: ignore[index]
+        p95 = r.measured()["latency"].get("p95_ms") if r.ok else None
+        if p95 and "ndcg_at_10" in r.scores:
+            points.append(Point(r.model, float(p95), r.scores["ndcg_at_10"]))
     return points
 
 
@@ -38,9 +37,11 @@ def render_html(report: EvalReport) -> str:
     all_rows = rows(report)
     body = ["<h1>embedlab eval report</h1>"]
     hw = report.environment["hardware"]
-    body.append(f'<p class="note">embedlab {html.escape(str(report.environment["embedlab"]))}; '
-                f'{html.escape(str(hw["cpu"]))} ({hw["cpus"]} CPUs), GPU: {html.escape(str(hw["gpu"] or "none"))}; '  # type: ignore[index]
-                f'split {html.escape(report.spec.split)}</p>')
+    body.append(
+        f'<p class="note">embedlab {html.escape(str(report.environment["embedlab"]))}; '
+        f"{html.escape(str(hw['cpu']))} ({hw['cpus']} CPUs), GPU: {html.escape(str(hw['gpu'] or 'none'))}; "
+        f"split {html.escape(report.spec.split)}</p>"
+    )
     for dataset in report.datasets:
         results = [r for r in report.results if r.dataset == dataset]
         ds_rows = [row for row, r in zip(all_rows, report.results, strict=True) if r.dataset == dataset]
@@ -55,7 +56,10 @@ def render_html(report: EvalReport) -> str:
     body.append(f'<p class="note">{html.escape(FOOTNOTE)}</p><h2>Conditions</h2><ul>')
     body += [f"<li>{html.escape(conditions_line(r))}</li>" for r in report.results]
     body.append("</ul><h2>Library versions</h2><p>")
-    body.append(html.escape(", ".join(f"{k} {v}" for k, v in report.environment["libraries"].items())))  # type: ignore[union-attr]
+    body.append(html.escape(", ".join(f"{k} {v}" for k, v in report.environment["libraries"].items())))
     body.append("</p>")
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>embedlab eval report</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        "<title>embedlab eval report</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )

@@ -21,7 +21,7 @@ def render_markdown(report: EvalReport) -> str:
     parts = [
         "# embedlab eval report",
         "",
-        f"embedlab {env['embedlab']}; {hw['cpu']} ({hw['cpus']} CPUs), GPU: {hw['gpu'] or 'none'}; "  # type: ignore[index]
+        f"embedlab {env['embedlab']}; {hw['cpu']} ({hw['cpus']} CPUs), GPU: {hw['gpu'] or 'none'}; "
         f"split `{report.spec.split}`; seed {report.spec.seed}.",
         "",
         "## Results",
@@ -37,7 +37,9 @@ def render_markdown(report: EvalReport) -> str:
     parts += ["## Conditions", ""] + [f"- {conditions_line(r)}" for r in report.results] + [""]
     parts += ["## Datasets", ""]
     for name, info in report.datasets.items():
-        parts.append(f"- **{name}**: {info['documents']} documents, {info['queries']} judged queries, "
-                     f"{info['qrels_pairs']} judgments, sha256 `{str(info['sha256'])[:16]}`")
-    parts += ["", "## Library versions", "", ", ".join(f"{k} {v}" for k, v in env["libraries"].items()), ""]  # type: ignore[union-attr]
+        parts.append(
+            f"- **{name}**: {info['documents']} documents, {info['queries']} judged queries, "
+            f"{info['qrels_pairs']} judgments, sha256 `{str(info['sha256'])[:16]}`"
+        )
+    parts += ["", "## Library versions", "", ", ".join(f"{k} {v}" for k, v in env["libraries"].items()), ""]
     return "\n".join(parts)

@@ -1,8 +1,9 @@
 """Write an eval report: per (dataset, model) an MTEB-style JSON, per-query scores and a TREC
 run; plus ``summary.json``, ``report.md`` and ``report.html`` for the whole run.
 
-All files are written atomically, and only after every model has finished, so a failed
-or interrupted run never leaves a half-written result that looks complete.
+All files are written after every model has finished, as one set: into a staging folder,
+then moved into place, so a failed or interrupted run (a full disk) never leaves a
+half-written result, nor some of its files beside an earlier run's.
 """
 
 from __future__ import annotations
@@ -34,21 +35,24 @@ def result_json(result: ModelResult, report: EvalReport) -> dict[str, object]:
             "model": result.model,
             "spec": result.spec,
             "fingerprint": result.fingerprint,
-            "measurements": result.measurements,
+            "measurements": result.measurements if result.measurements is not None else {},
             "published": published,
             "error": result.error,
-            "manifest": {"dataset": dataset, **report.environment,
-                         "metrics": [m.label for m in report.spec.metrics],
-                         "ignore_identical_ids": report.spec.ignore_identical_ids},
+            "manifest": {
+                "dataset": dataset,
+                **report.environment,
+                "metrics": [m.label for m in report.spec.metrics],
+                "ignore_identical_ids": report.spec.ignore_identical_ids,
+            },
         },
     }
 
 
 def _seconds(result: ModelResult) -> float | None:
     m = result.measurements
-    if not m:
+    if m is None:
         return None
-    return float(m["load_seconds"]) + float(m["corpus"]["seconds"]) + float(m["queries"]["seconds"])  # type: ignore[index]
+    return float(m["load_seconds"]) + float(m["corpus"]["seconds"]) + float(m["queries"]["seconds"])
 
 
 def summary_json(report: EvalReport) -> dict[str, object]:
@@ -61,6 +65,17 @@ def summary_json(report: EvalReport) -> dict[str, object]:
 
 
 def write_outputs(report: EvalReport, out: Path) -> list[Path]:
+    """Every output of ``report`` into ``out`` as one set (:func:`embedlab.output.result_set`):
+    all of them, or on a failed write none of them; returns the paths written."""
+    from embedlab.output import moved, result_set
+
+    with result_set(out) as stage:
+        written = write_output_files(report, stage)
+    return moved(written, stage, out)
+
+
+def write_output_files(report: EvalReport, out: Path) -> list[Path]:
+    """Write the files into ``out`` directly (a staging folder, when part of a larger set)."""
     from embedlab.reports.html import render_html
     from embedlab.reports.markdown import render_markdown
 

@@ -31,23 +31,25 @@ def row(result: ModelResult, report: EvalReport) -> dict[str, str]:
         return out
     for metric in report.spec.metrics:
         out[metric.label] = _fmt(result.scores.get(metric.key))
-    m = result.measurements
-    corpus, latency, size, memory = m["corpus"], m["latency"], m["size"], m["memory"]  # type: ignore[index]
+    m = result.measured()
+    corpus, latency, size, memory = m["corpus"], m["latency"], m["size"], m["memory"]
     params = size.get("parameters")
-    out.update({
-        "docs/s": _fmt(corpus.get("docs_per_second"), 1) + ("*" if corpus.get("encoded") == 0 else ""),
-        "p50 ms": _fmt(latency.get("p50_ms"), 2),
-        "p95 ms": _fmt(latency.get("p95_ms"), 2),
-        "load s": _fmt(m["load_seconds"], 2),  # type: ignore[index]
-        "params (M)": "-" if not params else f"{params / 1e6:.1f}",
-        "disk MB": _mb(size.get("weights_bytes")),
-        "dim": _fmt(size.get("dim")),
-        "index MB": _mb(size.get("index_bytes")),
-        "peak RSS MB": _mb(memory.get("peak_rss_bytes")),
-    })
+    out.update(
+        {
+            "docs/s": _fmt(corpus.get("docs_per_second"), 1) + ("*" if corpus.get("encoded") == 0 else ""),
+            "p50 ms": _fmt(latency.get("p50_ms"), 2),
+            "p95 ms": _fmt(latency.get("p95_ms"), 2),
+            "load s": _fmt(m["load_seconds"], 2),
+            "params (M)": "-" if not params else f"{params / 1e6:.1f}",
+            "disk MB": _mb(size.get("weights_bytes")),
+            "dim": _fmt(size.get("dim")),
+            "index MB": _mb(size.get("index_bytes")),
+            "peak RSS MB": _mb(memory.get("peak_rss_bytes")),
+        }
+    )
     published = published_for_result(result)
     if published:
-        pub = published["scores"].get("ndcg_at_10")  # type: ignore[union-attr]
+        pub = published["scores"].get("ndcg_at_10")
         ours = result.scores.get("ndcg_at_10")
         if pub is not None and ours is not None:
             out["published ndcg@10"] = f"{pub:.5f} ({ours - pub:+.4f})"
@@ -70,14 +72,18 @@ def columns(all_rows: list[dict[str, str]]) -> list[str]:
 def conditions_line(result: ModelResult) -> str:
     if not result.ok:
         return f"{result.dataset} / {result.model}: FAILED: {result.error}"
-    m = result.measurements
-    cond = ", ".join(f"{k}={v}" for k, v in m["conditions"].items())  # type: ignore[union-attr]
+    m = result.measured()
+    cond = ", ".join(f"{k}={v}" for k, v in m["conditions"].items())
     lat = m["latency"]
     corpus = m["corpus"]
-    return (f"{result.dataset} / {result.model}: {cond}; latency over {lat.get('samples')} single queries "  # type: ignore[union-attr]
-            f"({lat.get('what', '')}); corpus {corpus.get('encoded')} encoded, {corpus.get('cache_hits')} from cache"  # type: ignore[union-attr]
-            f" ({corpus.get('source')})")  # type: ignore[union-attr]
+    return (
+        f"{result.dataset} / {result.model}: {cond}; latency over {lat.get('samples')} single queries "
+        f"({lat.get('what', '')}); corpus {corpus.get('encoded')} encoded, {corpus.get('cache_hits')} from cache"
+        f" ({corpus.get('source')})"
+    )
 
 
-FOOTNOTE = ("docs/s* = every vector came from the cache; the rate shown was measured on this host when "
-            "they were encoded. Latency = one query at a time, encode + top-10 search, no cache.")
+FOOTNOTE = (
+    "docs/s* = every vector came from the cache; the rate shown was measured on this host when "
+    "they were encoded. Latency = one query at a time, encode + top-10 search, no cache."
+)

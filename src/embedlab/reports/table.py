@@ -10,8 +10,18 @@ from rich.table import Table
 from embedlab.eval.runner import EvalReport
 from embedlab.reports.rows import FOOTNOTE, columns, conditions_line, row
 
-SPEED_SIZE = ("docs/s", "p50 ms", "p95 ms", "load s", "params (M)", "disk MB", "dim", "index MB", "peak RSS MB",
-              "published ndcg@10")
+SPEED_SIZE = (
+    "docs/s",
+    "p50 ms",
+    "p95 ms",
+    "load s",
+    "params (M)",
+    "disk MB",
+    "dim",
+    "index MB",
+    "peak RSS MB",
+    "published ndcg@10",
+)
 
 
 def print_summary(report: EvalReport, *, main_metrics: Sequence[str], console: Console | None = None) -> None:
@@ -32,5 +42,5 @@ def print_summary(report: EvalReport, *, main_metrics: Sequence[str], console: C
             if "error" in r:
                 console.print(f"[red]FAILED[/red] {r['model']}: {r['error']}", markup=True, highlight=False)
     console.print(FOOTNOTE, style="dim")
-    for r in report.results:
-        console.print(conditions_line(r), style="dim", highlight=False)
+    for result in report.results:
+        console.print(conditions_line(result), style="dim", highlight=False)

@@ -9,9 +9,9 @@ import numpy as np
 from embedlab.cache.store import EmbeddingCache
 from embedlab.data.beir import Document, chunks
 from embedlab.data.types import Run
-from embedlab.encoders.base import EncodeStats, Encoder
-from embedlab.index.exact import ExactIndex
-from embedlab.index.faiss_index import FaissIndex
+from embedlab.encoders.base import Encoder, EncodeStats
+from embedlab.index import VectorIndex, build_index
+from embedlab.payloads import Conditions, SizeInfo
 from embedlab.search.retriever import Retriever, to_run
 
 CORPUS_CHUNK = 50_000  # documents encoded per pass; bounds the text held in memory
@@ -22,20 +22,31 @@ class DenseRetriever(Retriever):
         self.encoder = encoder
         self.label = label
         self.index_kind = index
-        self.index_: ExactIndex | FaissIndex | None = None
+        self.index_: VectorIndex | None = None
+        self.doc_ids: list[str] = []  # the index's rows' ids (the index keeps them as objects)
 
-    def index(self, documents: Iterable[Document], *, cache: EmbeddingCache | None, stats: EncodeStats,
-              show_progress: bool = False) -> None:
+    def index(
+        self,
+        documents: Iterable[Document],
+        *,
+        cache: EmbeddingCache | None,
+        stats: EncodeStats,
+        show_progress: bool = False,
+    ) -> None:
         ids: list[str] = []
         parts: list[np.ndarray] = []
         for chunk in chunks(documents, CORPUS_CHUNK):
             ids.extend(d.id for d in chunk)
-            parts.append(self.encoder.encode([d.content for d in chunk], role="document", cache=cache,
-                                             stats=stats, show_progress=show_progress))
+            parts.append(
+                self.encoder.encode(
+                    [d.content for d in chunk], role="document", cache=cache, stats=stats, show_progress=show_progress
+                )
+            )
         vectors = np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32)
-        self.index_ = ExactIndex(vectors, ids) if self.index_kind == "exact" else FaissIndex(vectors, ids, kind=self.index_kind)
+        self.index_ = build_index(self.index_kind, vectors, ids)
+        self.doc_ids = ids
 
-    def _ready(self) -> ExactIndex | FaissIndex:
+    def _ready(self) -> VectorIndex:
         if self.index_ is None:
             raise RuntimeError("index() must be called before search()")
         return self.index_
@@ -45,23 +56,23 @@ class DenseRetriever(Retriever):
         query_ids = list(queries)
         vectors = self.encoder.encode([queries[q] for q in query_ids], role="query", cache=cache, stats=stats)
         scores, indices = index.search(vectors, k)
-        return to_run(query_ids, scores, indices, index.doc_ids, self.label)
+        return to_run(query_ids, scores, indices, self.doc_ids, self.label)
 
     def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
         index = self._ready()
         vector = self.encoder.encode([text], role="query")
         scores, indices = index.search(vector, k)
-        return [(index.doc_ids[j], float(s)) for s, j in zip(scores[0], indices[0], strict=True)]
+        return [(self.doc_ids[j], float(s)) for s, j in zip(scores[0], indices[0], strict=True)]
 
     def describe(self) -> dict[str, object]:
         return {**self.encoder.fingerprint.as_dict(), "index": self.index_kind}
 
-    def size_info(self) -> dict[str, object]:
-        info = dict(self.encoder.size_info())
+    def size_info(self) -> SizeInfo:
+        info = self.encoder.size_info().copy()
         if self.index_ is not None:
             info["index_bytes"] = self.index_.memory_bytes
             info["index"] = "exact (numpy, inner product)" if self.index_kind == "exact" else self.index_kind
         return info
 
-    def conditions(self) -> dict[str, object]:
+    def conditions(self) -> Conditions:
         return self.encoder.conditions()

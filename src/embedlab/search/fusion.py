@@ -35,8 +35,11 @@ def check_fusion(rrf_k: float, weights: Sequence[float] | None, count: int) -> t
         return (1.0,) * count
     values = tuple(weights)
     if len(values) != count:
-        raise EmbedlabError("wrong number of fusion weights", found=f"{len(values)} weights for {count} rankings",
-                            expected="one weight per ranking")
+        raise EmbedlabError(
+            "wrong number of fusion weights",
+            found=f"{len(values)} weights for {count} rankings",
+            expected="one weight per ranking",
+        )
     if any(isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0 for w in values):
         raise EmbedlabError("invalid fusion weight", found=repr(values), expected="numbers >= 0")
     if not any(values):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from embedlab.errors import EmbedlabError
 
@@ -41,7 +41,7 @@ class WordOverlapReranker:
     name = "word-overlap"
 
     def __init__(self) -> None:
-        from embedlab.search.bm25 import TermAnalyzer
+        from embedlab.index.lexical import TermAnalyzer
 
         self._analyzer = TermAnalyzer()
 
@@ -59,22 +59,24 @@ class CrossEncoderReranker:
     of the last label ("relevant") of a multi-label one.  Loaded lazily and once, thread-safe.
     """
 
-    def __init__(self, folder: str | Path, *, max_length: int = 512, batch_size: int = 16,
-                 device: str = "cpu") -> None:
+    def __init__(self, folder: str | Path, *, max_length: int = 512, batch_size: int = 16, device: str = "cpu") -> None:
         self.folder = Path(folder)
         if not (self.folder / "config.json").is_file():
-            raise EmbedlabError("not a cross-encoder folder (no config.json)", path=self.folder,
-                                expected="a local folder saved by transformers (config.json, weights, tokenizer)",
-                                hint="download one elsewhere (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) and copy it")
+            raise EmbedlabError(
+                "not a cross-encoder folder (no config.json)",
+                path=self.folder,
+                expected="a local folder saved by transformers (config.json, weights, tokenizer)",
+                hint="download one elsewhere (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) and copy it",
+            )
         self.name = f"cross-encoder:{self.folder.name}"
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # transformers' model and tokenizer, loaded on first use
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
 
-    def _load(self):  # noqa: ANN202 - (tokenizer, model) of transformers
+    def _load(self):
         with self._lock:
             if self._model is not None:
                 return self._tokenizer, self._model
@@ -82,14 +84,16 @@ class CrossEncoderReranker:
                 import torch  # noqa: F401
                 from transformers import AutoModelForSequenceClassification, AutoTokenizer
             except ImportError:
-                raise EmbedlabError("cross-encoder re-ranking needs torch and transformers",
-                                    hint="pip install torch transformers") from None
+                raise EmbedlabError(
+                    "cross-encoder re-ranking needs torch and transformers", hint="pip install torch transformers"
+                ) from None
             try:
                 tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
                 model = AutoModelForSequenceClassification.from_pretrained(str(self.folder))
             except (OSError, ValueError) as err:
-                raise EmbedlabError(f"cannot load the cross-encoder ({' '.join(str(err).split())[:200]})",
-                                    path=self.folder) from None
+                raise EmbedlabError(
+                    f"cannot load the cross-encoder ({' '.join(str(err).split())[:200]})", path=self.folder
+                ) from None
             model.eval()
             model.to(self.device)
             self._tokenizer, self._model = tokenizer, model
@@ -103,8 +107,14 @@ class CrossEncoderReranker:
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 batch = list(texts[start : start + self.batch_size])
-                inputs = tokenizer([query] * len(batch), batch, padding=True, truncation=True,
-                                         max_length=self.max_length, return_tensors="pt").to(self.device)
+                inputs = tokenizer(
+                    [query] * len(batch),
+                    batch,
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
                 logits = model(**inputs).logits
                 column = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1]
                 out.extend(float(v) for v in column.float().cpu())
@@ -118,6 +128,8 @@ def load_reranker(name: str) -> Reranker:
     path = Path(name).expanduser()
     if path.is_dir():
         return CrossEncoderReranker(path)
-    raise EmbedlabError(f"unknown re-ranker {name!r}",
-                        expected=f"{WordOverlapReranker.name!r} or a local cross-encoder folder",
-                        hint="no cross-encoder is available offline here; see README 'Search a document library'")
+    raise EmbedlabError(
+        f"unknown re-ranker {name!r}",
+        expected=f"{WordOverlapReranker.name!r} or a local cross-encoder folder",
+        hint="no cross-encoder is available offline here; see README 'Search a document library'",
+    )

@@ -15,14 +15,21 @@ from embedlab.cache.store import EmbeddingCache
 from embedlab.data.beir import Document
 from embedlab.data.types import Run
 from embedlab.encoders.base import EncodeStats
+from embedlab.payloads import Conditions, SizeInfo
 
 
 class Retriever(ABC):
     label: str
 
     @abstractmethod
-    def index(self, documents: Iterable[Document], *, cache: EmbeddingCache | None, stats: EncodeStats,
-              show_progress: bool = False) -> None:
+    def index(
+        self,
+        documents: Iterable[Document],
+        *,
+        cache: EmbeddingCache | None,
+        stats: EncodeStats,
+        show_progress: bool = False,
+    ) -> None:
         """Read (and encode) the whole corpus."""
 
     @abstractmethod
@@ -38,16 +45,16 @@ class Retriever(ABC):
         """The fingerprint: every setting that changes results."""
 
     @abstractmethod
-    def size_info(self) -> dict[str, object]:
+    def size_info(self) -> SizeInfo:
         """Parameters, bytes on disk, dim, index memory."""
 
     @abstractmethod
-    def conditions(self) -> dict[str, object]:
+    def conditions(self) -> Conditions:
         """Device, threads, batch size... next to every speed figure."""
 
 
 def to_run(query_ids: list[str], scores: np.ndarray, indices: np.ndarray, doc_ids: list[str], name: str) -> Run:
     results: dict[str, dict[str, float]] = {}
     for row, query_id in enumerate(query_ids):
-        results[query_id] = {doc_ids[j]: float(s) for s, j in zip(scores[row], indices[row], strict=True)}
+        results[query_id] = {doc_ids[j]: float(s) for s, j in zip(scores[row], indices[row], strict=True) if j >= 0}
     return Run(results, name=name)

@@ -11,7 +11,8 @@ Rules (written down so the recommendation can be defended):
   the mean single-query latency, per 1M documents indexed from the corpus throughput.
 - The best candidate is the highest mean nDCG@10 among those meeting every constraint.
   Every other qualifying candidate is compared with it by a paired randomization test on
-  per-query nDCG@10 (all datasets' queries pooled), Holm-corrected over the comparisons.
+  per-query nDCG@10 (all datasets' queries pooled), Holm-corrected over the comparisons, with
+  a bootstrap interval of the difference (``embedlab.eval.compare``).
   Those with adjusted p >= alpha are statistically tied with the best; the recommendation
   is the cheapest of the best and its ties (lowest cost per query, then smallest).
 """
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embedlab.eval.compare import compare_to_reference
 from embedlab.eval.runner import EvalReport, ModelResult
-from embedlab.eval.stats import Interval, bootstrap_ci, holm, paired_randomization_test
+from embedlab.eval.stats import Interval, bootstrap_ci
 
 MB = 1024 * 1024
 QUALITY = "ndcg_at_10"
@@ -87,9 +89,14 @@ class Summary:
 
 @dataclass(frozen=True)
 class Comparison:
+    """A qualifying candidate against the best (``eval.compare``, Holm over the candidates) and
+    whether it is statistically tied with it at the constraints' alpha."""
+
     model: str
     best: str
     mean_difference: float
+    ci_low: float
+    ci_high: float
     p_value: float
     p_holm: float
     tied: bool
@@ -110,18 +117,27 @@ class Selection:
 
 
 def _cell(result: ModelResult, price: float | None, *, seed: int) -> Cell:
-    m = result.measurements
-    latency, size, corpus = m["latency"], m["size"], m["corpus"]  # type: ignore[index]
+    m = result.measured()
+    latency, size, corpus = m["latency"], m["size"], m["corpus"]
     assert result.evaluation is not None
-    quality = {key: bootstrap_ci(list(result.evaluation.per_query[key].values()), seed=seed)
-               for key in ("ndcg_at_10", "mrr_at_10", "recall_at_100") if key in result.evaluation.per_query}
+    quality: dict[str, Interval] = {
+        key: bootstrap_ci(list(result.evaluation.per_query[key].values()), seed=seed)
+        for key in ("ndcg_at_10", "mrr_at_10", "recall_at_100")
+        if key in result.evaluation.per_query
+    }
     mean_ms = float(latency["mean_ms"])
     rate = corpus.get("docs_per_second")
     return Cell(
-        model=result.model, dataset=result.dataset, quality=quality,
-        p50_ms=float(latency["p50_ms"]), p95_ms=float(latency["p95_ms"]), mean_ms=mean_ms,
-        docs_per_s=rate, size_mb=float(size.get("weights_bytes") or 0) / MB,
-        index_mb=float(size.get("index_bytes") or 0) / MB, parameters=size.get("parameters"),
+        model=result.model,
+        dataset=result.dataset,
+        quality=quality,
+        p50_ms=float(latency["p50_ms"]),
+        p95_ms=float(latency["p95_ms"]),
+        mean_ms=mean_ms,
+        docs_per_s=rate,
+        size_mb=float(size.get("weights_bytes") or 0) / MB,
+        index_mb=float(size.get("index_bytes") or 0) / MB,
+        parameters=size.get("parameters"),
         cost_per_1k_queries=None if price is None else mean_ms / 1000 * 1000 * price / 3600,
         cost_per_1m_docs=None if price is None or not rate else 1e6 / rate * price / 3600,
     )
@@ -134,8 +150,9 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     """
     front = []
     for name, (q, c) in points.items():
-        dominated = any((q2 >= q and c2 <= c) and (q2 > q or c2 < c) for other, (q2, c2) in points.items()
-                        if other != name)
+        dominated = any(
+            (q2 >= q and c2 <= c) and (q2 > q or c2 < c) for other, (q2, c2) in points.items() if other != name
+        )
         if not dominated:
             front.append(name)
     return sorted(front, key=lambda n: (points[n][1], -points[n][0], n))
@@ -182,56 +199,97 @@ def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Se
         worst = max(cell[(m, d)].p95_ms for d in datasets)
         size = cell[(m, datasets[0])].size_mb
         costs = [cell[(m, d)].cost_per_1k_queries for d in datasets]
-        summaries.append(Summary(
-            model=m, mean_quality=quality, mean_rank=float(np.mean(ranks[m])), worst_p95_ms=worst,
-            mean_ms=float(np.mean([cell[(m, d)].mean_ms for d in datasets])), size_mb=size,
-            cost_per_1k_queries=None if None in costs else float(np.mean(costs)),  # type: ignore[arg-type]
-            violations=_violations(quality, worst, size, constraints),
-        ))
+        known = [c for c in costs if c is not None]
+        summaries.append(
+            Summary(
+                model=m,
+                mean_quality=quality,
+                mean_rank=float(np.mean(ranks[m])),
+                worst_p95_ms=worst,
+                mean_ms=float(np.mean([cell[(m, d)].mean_ms for d in datasets])),
+                size_mb=size,
+                cost_per_1k_queries=float(np.mean(known)) if len(known) == len(costs) else None,
+                violations=_violations(quality, worst, size, constraints),
+            )
+        )
     by_name = {s.model: s for s in summaries}
     pareto_latency = pareto_front({s.model: (s.mean_quality, s.worst_p95_ms) for s in summaries})
     pareto_size = pareto_front({s.model: (s.mean_quality, s.size_mb) for s in summaries})
 
     qualifying = sorted((s for s in summaries if s.qualifies), key=lambda s: (-s.mean_quality, s.model))
     if not qualifying:
-        return Selection(constraints, cells, summaries, failures, pareto_latency, pareto_size, None, None, [],
-                         _nothing_qualifies(summaries, constraints))
+        return Selection(
+            constraints,
+            cells,
+            summaries,
+            failures,
+            pareto_latency,
+            pareto_size,
+            None,
+            None,
+            [],
+            _nothing_qualifies(summaries, constraints),
+        )
     best = qualifying[0]
-    pooled = {m: _pooled({d: by[(m, d)] for d in datasets}) for m in models}
-    keys = sorted(pooled[best.model])
-    raw = []
-    for other in qualifying[1:]:
-        a = np.array([pooled[other.model][k] for k in keys])
-        b = np.array([pooled[best.model][k] for k in keys])
-        raw.append(paired_randomization_test(a, b, seed=seed))
-    adjusted = holm([t.p_value for t in raw]) if raw else []
+    pooled = {s.model: _pooled({d: by[(s.model, d)] for d in datasets}) for s in qualifying}
     comparisons = [
-        Comparison(model=o.model, best=best.model, mean_difference=t.statistic, p_value=t.p_value, p_holm=p,
-                   tied=p >= constraints.alpha)
-        for o, t, p in zip(qualifying[1:], raw, adjusted, strict=True)
+        Comparison(
+            model=c.a,
+            best=c.b,
+            mean_difference=c.difference,
+            ci_low=c.ci_low,
+            ci_high=c.ci_high,
+            p_value=c.p_value,
+            p_holm=c.p_holm,
+            tied=c.p_holm >= constraints.alpha,
+        )
+        for c in compare_to_reference(pooled, best.model, metric=QUALITY, seed=seed)
     ]
     pool = [best] + [by_name[c.model] for c in comparisons if c.tied]
     choice = min(pool, key=lambda s: (s.mean_ms, s.size_mb, s.model))
     reasons = _explain(best, choice, comparisons, qualifying, summaries, constraints, len(datasets))
-    return Selection(constraints, cells, summaries, failures, pareto_latency, pareto_size, best.model, choice.model,
-                     comparisons, reasons)
+    return Selection(
+        constraints,
+        cells,
+        summaries,
+        failures,
+        pareto_latency,
+        pareto_size,
+        best.model,
+        choice.model,
+        comparisons,
+        reasons,
+    )
 
 
-def _explain(best: Summary, choice: Summary, comparisons: Sequence[Comparison], qualifying: Sequence[Summary],
-             summaries: Sequence[Summary], c: Constraints, n_datasets: int) -> list[str]:
+def _explain(
+    best: Summary,
+    choice: Summary,
+    comparisons: Sequence[Comparison],
+    qualifying: Sequence[Summary],
+    summaries: Sequence[Summary],
+    c: Constraints,
+    n_datasets: int,
+) -> list[str]:
     over = f"over {n_datasets} dataset{'s' if n_datasets > 1 else ''}"
-    lines = [f"{len(qualifying)} of {len(summaries)} candidates meet the constraints ({c.describe()}).",
-             f"{best.model} has the highest mean nDCG@10 among them ({best.mean_quality:.4f} {over})."]
+    lines = [
+        f"{len(qualifying)} of {len(summaries)} candidates meet the constraints ({c.describe()}).",
+        f"{best.model} has the highest mean nDCG@10 among them ({best.mean_quality:.4f} {over}).",
+    ]
     tied = [x for x in comparisons if x.tied]
     if comparisons:
         lines.append(
             f"Paired randomization tests on per-query nDCG@10 against {best.model}, Holm-corrected over "
             f"{len(comparisons)} comparison{'s' if len(comparisons) > 1 else ''}: "
-            + "; ".join(f"{x.model} {x.mean_difference:+.4f} (p={x.p_holm:.3g})" for x in comparisons) + ".")
+            + "; ".join(f"{x.model} {x.mean_difference:+.4f} (p={x.p_holm:.3g})" for x in comparisons)
+            + "."
+        )
     if choice.model == best.model:
         if tied:
-            lines.append(f"{', '.join(x.model for x in tied)} {'is' if len(tied) == 1 else 'are'} statistically tied "
-                         f"with it but not cheaper; recommend {best.model}.")
+            lines.append(
+                f"{', '.join(x.model for x in tied)} {'is' if len(tied) == 1 else 'are'} statistically tied "
+                f"with it but not cheaper; recommend {best.model}."
+            )
         else:
             lines.append(f"No qualifying candidate is statistically tied with it; recommend {best.model}.")
     else:
@@ -239,10 +297,13 @@ def _explain(best: Summary, choice: Summary, comparisons: Sequence[Comparison], 
         lines.append(
             f"{choice.model} is statistically tied with {best.model} at alpha={c.alpha:g} and costs {factor:.1f}x "
             f"less compute per query (mean {choice.mean_ms:.1f} ms vs {best.mean_ms:.1f} ms, p95 "
-            f"{choice.worst_p95_ms:.1f} vs {best.worst_p95_ms:.1f} ms): recommend {choice.model}.")
+            f"{choice.worst_p95_ms:.1f} vs {best.worst_p95_ms:.1f} ms): recommend {choice.model}."
+        )
     if choice.cost_per_1k_queries is not None:
-        lines.append(f"At {c.price_per_hour:g} per machine-hour, {choice.model} costs "
-                     f"{choice.cost_per_1k_queries:.6f} per 1,000 queries.")
+        lines.append(
+            f"At {c.price_per_hour:g} per machine-hour, {choice.model} costs "
+            f"{choice.cost_per_1k_queries:.6f} per 1,000 queries."
+        )
     return lines
 
 

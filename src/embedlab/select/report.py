@@ -31,13 +31,18 @@ def matrix_rows(selection: Selection, dataset: str) -> list[dict[str, str]]:
         for key, label in (("ndcg_at_10", "nDCG@10"), ("mrr_at_10", "MRR@10"), ("recall_at_100", "Recall@100")):
             ci = c.quality.get(key)
             row[label] = "-" if ci is None else f"{ci.mean:.4f} [{ci.low:.4f}, {ci.high:.4f}]"
-        row.update({
-            "p50 ms": f"{c.p50_ms:.2f}", "p95 ms": f"{c.p95_ms:.2f}",
-            "docs/s": "-" if c.docs_per_s is None else f"{c.docs_per_s:.1f}",
-            "size MB": f"{c.size_mb:.1f}", "index MB": f"{c.index_mb:.1f}",
-            "params (M)": "-" if not c.parameters else f"{c.parameters / 1e6:.1f}",
-            "cost / 1k queries": _money(c.cost_per_1k_queries), "cost / 1M docs": _money(c.cost_per_1m_docs),
-        })
+        row.update(
+            {
+                "p50 ms": f"{c.p50_ms:.2f}",
+                "p95 ms": f"{c.p95_ms:.2f}",
+                "docs/s": "-" if c.docs_per_s is None else f"{c.docs_per_s:.1f}",
+                "size MB": f"{c.size_mb:.1f}",
+                "index MB": f"{c.index_mb:.1f}",
+                "params (M)": "-" if not c.parameters else f"{c.parameters / 1e6:.1f}",
+                "cost / 1k queries": _money(c.cost_per_1k_queries),
+                "cost / 1M docs": _money(c.cost_per_1m_docs),
+            }
+        )
         rows.append(row)
     return rows
 
@@ -47,16 +52,28 @@ def summary_rows(selection: Selection) -> list[dict[str, str]]:
     rows = []
     for s in sorted(selection.summaries, key=lambda s: (-s.mean_quality, s.model)):
         comp = tied.get(s.model)
-        rows.append({
-            "model": s.model, "mean nDCG@10": f"{s.mean_quality:.4f}", "mean rank": f"{s.mean_rank:.2f}",
-            "worst p95 ms": f"{s.worst_p95_ms:.2f}", "size MB": f"{s.size_mb:.1f}",
-            "cost / 1k queries": _money(s.cost_per_1k_queries),
-            "meets constraints": "yes" if s.qualifies else "no: " + "; ".join(s.violations),
-            "vs best (Holm p)": "best" if s.model == selection.best else (
-                f"{comp.mean_difference:+.4f} (p={comp.p_holm:.3g}{', tied' if comp.tied else ''})" if comp else "-"),
-            "Pareto": ", ".join(n for n, front in (("latency", selection.pareto_latency), ("size", selection.pareto_size))
-                                if s.model in front) or "-",
-        })
+        rows.append(
+            {
+                "model": s.model,
+                "mean nDCG@10": f"{s.mean_quality:.4f}",
+                "mean rank": f"{s.mean_rank:.2f}",
+                "worst p95 ms": f"{s.worst_p95_ms:.2f}",
+                "size MB": f"{s.size_mb:.1f}",
+                "cost / 1k queries": _money(s.cost_per_1k_queries),
+                "meets constraints": "yes" if s.qualifies else "no: " + "; ".join(s.violations),
+                "vs best (Holm p)": "best"
+                if s.model == selection.best
+                else (
+                    f"{comp.mean_difference:+.4f} (p={comp.p_holm:.3g}{', tied' if comp.tied else ''})" if comp else "-"
+                ),
+                "Pareto": ", ".join(
+                    n
+                    for n, front in (("latency", selection.pareto_latency), ("size", selection.pareto_size))
+                    if s.model in front
+                )
+                or "-",
+            }
+        )
     return rows
 
 
@@ -90,11 +107,24 @@ def _rich(rows: list[dict[str, str]], title: str) -> Table:
 
 
 def render_markdown(selection: Selection, report: EvalReport) -> str:
-    parts = ["# embedlab model selection", "", f"Constraints: {selection.constraints.describe()}.", "",
-             f"**{_verdict(selection)}**", ""] + [f"- {line}" for line in selection.reasons] + [""]
+    parts = (
+        [
+            "# embedlab model selection",
+            "",
+            f"Constraints: {selection.constraints.describe()}.",
+            "",
+            f"**{_verdict(selection)}**",
+            "",
+        ]
+        + [f"- {line}" for line in selection.reasons]
+        + [""]
+    )
     parts += ["## Across datasets", "", markdown_table(summary_rows(selection), list(summary_rows(selection)[0])), ""]
-    parts += [f"Pareto front, quality vs p95 latency: {', '.join(selection.pareto_latency)}",
-              f"Pareto front, quality vs size: {', '.join(selection.pareto_size)}", ""]
+    parts += [
+        f"Pareto front, quality vs p95 latency: {', '.join(selection.pareto_latency)}",
+        f"Pareto front, quality vs size: {', '.join(selection.pareto_size)}",
+        "",
+    ]
     for dataset in report.datasets:
         rows = matrix_rows(selection, dataset)
         if rows:
@@ -108,48 +138,79 @@ def render_html(selection: Selection, report: EvalReport) -> str:
     summary = summary_rows(selection)
     points = [Point(s.model, s.worst_p95_ms, s.mean_quality) for s in selection.summaries]
     if len(report.datasets) == 1:  # with one dataset, CI bars are that dataset's bootstrap interval
-        points = [Point(c.model, c.p95_ms, c.quality[QUALITY].mean, c.quality[QUALITY].low, c.quality[QUALITY].high)
-                  for c in selection.cells]
+        points = [
+            Point(c.model, c.p95_ms, c.quality[QUALITY].mean, c.quality[QUALITY].low, c.quality[QUALITY].high)
+            for c in selection.cells
+        ]
     size_points = [Point(s.model, max(s.size_mb, 0.01), s.mean_quality) for s in selection.summaries]
     datasets = list(report.datasets)
-    series = {s.model: [next(c.quality[QUALITY].mean for c in selection.cells if c.model == s.model and c.dataset == d)
-                        for d in datasets] for s in selection.summaries}
+    series = {
+        s.model: [
+            next(c.quality[QUALITY].mean for c in selection.cells if c.model == s.model and c.dataset == d)
+            for d in datasets
+        ]
+        for s in selection.summaries
+    }
     body = [
         "<h1>embedlab model selection</h1>",
         f"<p>Constraints: {html.escape(selection.constraints.describe())}.</p>",
         f'<p class="verdict"><strong>{html.escape(_verdict(selection))}</strong></p><ul class="reasons">',
-        *[f"<li>{html.escape(line)}</li>" for line in selection.reasons], "</ul>",
+        *[f"<li>{html.escape(line)}</li>" for line in selection.reasons],
+        "</ul>",
         "<h2>Quality vs latency</h2>",
         scatter(points, x_label="worst p95 latency per query (ms)", y_label="nDCG@10", front=selection.pareto_latency),
         "<h2>Quality vs size</h2>",
         scatter(size_points, x_label="model size on disk (MB)", y_label="mean nDCG@10", front=selection.pareto_size),
-        "<h2>nDCG@10 per dataset</h2>", grouped_bars(datasets, series, y_label="nDCG@10"),
-        "<h2>Across datasets</h2>", html_table(summary, list(summary[0])) if summary else "",
+        "<h2>nDCG@10 per dataset</h2>",
+        grouped_bars(datasets, series, y_label="nDCG@10"),
+        "<h2>Across datasets</h2>",
+        html_table(summary, list(summary[0])) if summary else "",
     ]
     for dataset in datasets:
         rows = matrix_rows(selection, dataset)
         if rows:
             body += [f"<h2>{html.escape(dataset)}</h2>", html_table(rows, list(rows[0]))]
     for f in selection.failures:
-        body.append(f'<p class="fail">{html.escape(f.model)} failed on {html.escape(f.dataset)}: '
-                    f"{html.escape(f.error or '')}</p>")
-    return ('<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>embedlab model selection</title>'
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+        body.append(
+            f'<p class="fail">{html.escape(f.model)} failed on {html.escape(f.dataset)}: '
+            f"{html.escape(f.error or '')}</p>"
+        )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        "<title>embedlab model selection</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def write_selection(selection: Selection, report: EvalReport, out: Path) -> list[Path]:
-    from embedlab.reports.results import write_outputs
+    from embedlab.output import moved, result_set
 
-    written = write_outputs(report, out / "eval")
-    data = {"constraints": asdict(selection.constraints), "best": selection.best,
-            "recommended": selection.recommended, "reasons": selection.reasons,
-            "pareto_latency": selection.pareto_latency, "pareto_size": selection.pareto_size,
-            "summaries": [asdict(s) for s in selection.summaries], "cells": [asdict(c) for c in selection.cells],
-            "comparisons": [asdict(c) for c in selection.comparisons],
-            "failures": [{"model": f.model, "dataset": f.dataset, "error": f.error} for f in selection.failures]}
-    for name, text in (("selection.json", json.dumps(data, indent=2, default=str)),
-                       ("selection.md", render_markdown(selection, report)),
-                       ("selection.html", render_html(selection, report))):
+    with result_set(out) as stage:  # one set: all of them or, on a failed write, none
+        written = _write_selection_files(selection, report, stage)
+    return moved(written, stage, out)
+
+
+def _write_selection_files(selection: Selection, report: EvalReport, out: Path) -> list[Path]:
+    from embedlab.reports.results import write_output_files
+
+    written = write_output_files(report, out / "eval")
+    data = {
+        "constraints": asdict(selection.constraints),
+        "best": selection.best,
+        "recommended": selection.recommended,
+        "reasons": selection.reasons,
+        "pareto_latency": selection.pareto_latency,
+        "pareto_size": selection.pareto_size,
+        "summaries": [asdict(s) for s in selection.summaries],
+        "cells": [asdict(c) for c in selection.cells],
+        "comparisons": [asdict(c) for c in selection.comparisons],
+        "failures": [{"model": f.model, "dataset": f.dataset, "error": f.error} for f in selection.failures],
+    }
+    for name, text in (
+        ("selection.json", json.dumps(data, indent=2, default=str)),
+        ("selection.md", render_markdown(selection, report)),
+        ("selection.html", render_html(selection, report)),
+    ):
         atomic_write_text(out / name, text)
         written.append(out / name)
     return written

@@ -9,6 +9,7 @@ from pathlib import Path
 from embedlab.encoders.spec import ModelSpec
 from embedlab.eval.metrics import parse_metrics
 from embedlab.eval.runner import EvalReport, EvalSpec, run_eval
+from embedlab.search.pipeline import PipelineSpec
 from embedlab.select.analysis import Constraints, Selection, select
 
 SELECT_METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100", "precision@10")
@@ -17,7 +18,7 @@ SELECT_METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100", "precision@10")
 @dataclass(frozen=True)
 class SelectSpec:
     datasets: tuple[str, ...]
-    candidates: tuple[ModelSpec, ...]
+    candidates: tuple[ModelSpec | PipelineSpec, ...]
     constraints: Constraints
     split: str = "test"
     cache_dir: Path | None = None
@@ -28,15 +29,25 @@ class SelectSpec:
 
 
 def run_selection(spec: SelectSpec) -> tuple[EvalReport, Selection]:
-    report = run_eval(EvalSpec(
-        datasets=spec.datasets, models=spec.candidates, metrics=tuple(parse_metrics(SELECT_METRICS)),
-        split=spec.split, use_cache=spec.use_cache, cache_dir=spec.cache_dir,
-        latency_queries=spec.latency_queries, seed=spec.seed, show_progress=spec.show_progress,
-    ))
+    report = run_eval(
+        EvalSpec(
+            datasets=spec.datasets,
+            models=spec.candidates,
+            metrics=tuple(parse_metrics(SELECT_METRICS)),
+            split=spec.split,
+            use_cache=spec.use_cache,
+            cache_dir=spec.cache_dir,
+            latency_queries=spec.latency_queries,
+            seed=spec.seed,
+            show_progress=spec.show_progress,
+        )
+    )
     return report, select(report, spec.constraints, seed=spec.seed)
 
 
 def pooling_candidates(model: str) -> tuple[ModelSpec, ...]:
     """The same transformer with mean, CLS and max pooling heads."""
-    return tuple(ModelSpec(model=model, pooling=mode, label=f"{model.rstrip('/').split('/')[-1]}:{mode}")
-                 for mode in ("mean", "cls", "max"))
+    return tuple(
+        ModelSpec(model=model, pooling=mode, label=f"{model.rstrip('/').split('/')[-1]}:{mode}")
+        for mode in ("mean", "cls", "max")
+    )

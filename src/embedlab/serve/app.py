@@ -15,10 +15,17 @@ Routes (JSON unless said otherwise):
   ``GET /`` (the web page) and ``/static/*``.
 
 Limits: request bodies over ``max_body_bytes`` get 413 before they are read; ``k`` above
-``max_k`` gets 422; a query over 4,096 characters gets 400.  With an API key configured,
+``max_k`` gets 422; a query over 4,096 characters gets 422.  With an API key configured,
 ``/v1/*`` needs it (``X-API-Key`` header, ``Authorization: Bearer``, or the
 ``embedlab_api_key`` cookie the web page sets); ``/healthz``, ``/metrics`` and the page
-itself stay open.  Errors are ``{"error": "<one line>"}``.
+itself stay open.
+
+Every error, whatever produced it, is ``{"error": "<one line>"}`` JSON with the status: 400 for a
+body that cannot be read (not UTF-8, JSON nested too deep), 401, 404 (unknown path), 405 (wrong
+method), 413, 422 (malformed JSON, a field of the wrong type or range: the message names the
+field) and 500 ``{"error": "internal error"}`` for a bug (the traceback goes to the log, never to
+the client).  Numbers that end up in SQLite (chunk ids, result ids, generation) must fit its
+signed 64-bit integers; text fields must be encodable as UTF-8 (no lone surrogates).
 """
 
 from __future__ import annotations
@@ -31,23 +38,25 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from embedlab.collection.layout import CollectionDir
-from embedlab.collection.search import MAX_K, MAX_QUERY_CHARS
+from embedlab.collection.search import MAX_K, MAX_QUERY_CHARS, pipeline_options
 from embedlab.errors import EmbedlabError
+from embedlab.search.pipeline import parse_pipeline
 from embedlab.serve.feedback import FILE as FEEDBACK_FILE
-from embedlab.serve.feedback import FeedbackStore
+from embedlab.serve.feedback import INT64_MAX, FeedbackStore
 from embedlab.serve.limits import BodyLimit
 from embedlab.serve.live import LiveCollection
-from embedlab.serve.metrics import Metrics
+from embedlab.serve.metrics import Metrics, route_label
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from embedlab.collection.collection import Collection
+    from embedlab.collection.search import SearchResponse
     from embedlab.search.rerank import Reranker
 
 log = logging.getLogger(__name__)
@@ -55,8 +64,8 @@ log = logging.getLogger(__name__)
 _MEDIA_TYPES = {".pdf": "application/pdf"}
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                               "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-                               "frame-ancestors 'none'",
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -77,12 +86,29 @@ class ServeConfig:
         if not 1 <= self.max_k <= MAX_K:
             raise EmbedlabError("invalid max k", found=str(self.max_k), expected=f"1 to {MAX_K}")
         if self.max_body_bytes < 1024:
-            raise EmbedlabError("invalid request size limit", found=f"{self.max_body_bytes} bytes",
-                                expected="at least 1024 bytes")
+            raise EmbedlabError(
+                "invalid request size limit", found=f"{self.max_body_bytes} bytes", expected="at least 1024 bytes"
+            )
         if self.api_key is not None and len(self.api_key) < 16:
-            raise EmbedlabError("the API key is too short", found=f"{len(self.api_key)} characters",
-                                expected="at least 16 characters (e.g. `python -c 'import secrets; "
-                                         "print(secrets.token_urlsafe())'`)")
+            raise EmbedlabError(
+                "the API key is too short",
+                found=f"{len(self.api_key)} characters",
+                expected="at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)",
+            )
+
+
+def _utf8(text: str) -> str:
+    """JSON may carry lone surrogates (``"\\ud800"``); they cannot be stored, encoded or sent back."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+ChunkId = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Weight = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]  # bounded: fused scores stay finite
 
 
 class _Body(BaseModel):
@@ -90,24 +116,27 @@ class _Body(BaseModel):
 
 
 class SearchRequest(_Body):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    query: Text = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(10, ge=1)
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    filter: str | None = Field(None, min_length=1, max_length=512, description="glob on file paths")
-    rrf_k: float = Field(60.0, gt=0, le=10_000)
-    weights: tuple[float, float] = (1.0, 1.0)
+    filter: Text | None = Field(None, min_length=1, max_length=512, description="glob on file paths")
+    rrf_k: float = Field(60.0, gt=0, le=10_000, allow_inf_nan=False)
+    weights: tuple[Weight, Weight] = (1.0, 1.0)
     rerank: bool = True
+    # the whole pipeline instead of mode/rrf_k/weights/rerank, e.g. "bm25 + dense | rrf:k=30 >> word-overlap@50";
+    # a re-rank stage must name this server's own re-ranker (a request never loads a model)
+    pipeline: Text | None = Field(None, min_length=1, max_length=1024)
 
 
 class FeedbackRequest(_Body):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    chunk_id: int = Field(ge=0)
+    query: Text = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    chunk_id: ChunkId
     kind: Literal["click", "up", "down"]
     rank: int | None = Field(None, ge=1, le=MAX_K)
-    result_ids: list[int] = Field(default_factory=list, max_length=MAX_K)
+    result_ids: list[ChunkId] = Field(default_factory=list, max_length=MAX_K)
     mode: Literal["dense", "bm25", "hybrid"] | None = None
-    generation: int | None = Field(None, ge=1)
-    session: str | None = Field(None, max_length=128)
+    generation: int | None = Field(None, ge=1, le=INT64_MAX)
+    session: Text | None = Field(None, max_length=128)
 
 
 def _static(name: str) -> bytes:
@@ -120,6 +149,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import FileResponse, JSONResponse, Response
+        from starlette.exceptions import HTTPException
     except ImportError:
         raise EmbedlabError("serving needs FastAPI and uvicorn", hint='pip install "embedlab[serve]"') from None
     from embedlab.search.rerank import load_reranker
@@ -133,9 +163,16 @@ def create_app(config: ServeConfig) -> FastAPI:
             metrics.reloads.inc()
 
     reranker: Reranker | None = load_reranker(config.reranker) if config.reranker else None
-    live = LiveCollection(config.collection, root=config.root, model_spec=config.model, on_open=on_open)
-    feedback = FeedbackStore(config.feedback_path or CollectionDir(config.collection, root=config.root).path
-                             / FEEDBACK_FILE)
+    live = LiveCollection(
+        config.collection,
+        root=config.root,
+        model_spec=config.model,
+        on_open=on_open,
+        on_failed_open=metrics.reload_failures.inc,
+    )
+    feedback = FeedbackStore(
+        config.feedback_path or CollectionDir(config.collection, root=config.root).path / FEEDBACK_FILE
+    )
     page, script = _static("index.html"), _static("app.js")
 
     @contextlib.asynccontextmanager
@@ -144,8 +181,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         live.close()
         feedback.close()
 
-    app = FastAPI(title="embedlab", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json",
-                  lifespan=lifespan)
+    app = FastAPI(title="embedlab", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json", lifespan=lifespan)
     app.state.config = config
     app.state.live = live
     app.state.feedback = feedback
@@ -153,39 +189,98 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
     @app.middleware("http")
-    async def count(request: Request, call_next):  # noqa: ANN001, ANN202
+    async def count(request: Request, call_next):
         started = time.perf_counter()
-        if config.api_key is not None and request.url.path.startswith("/v1/") and not _authorized(request, config):
-            response = JSONResponse({"error": "missing or wrong API key"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+        path = request.scope["path"]
+        if config.api_key is not None and path.startswith("/v1/") and not _authorized(request, config):
+            response = JSONResponse(
+                {"error": "missing or wrong API key"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        label = getattr(route, "path", None) or "unmatched"
-        metrics.requests.labels(route=label, method=request.method, status=str(response.status_code)).inc()
-        metrics.request_seconds.labels(route=label).observe(time.perf_counter() - started)
+            try:
+                response = await call_next(request)
+            except Exception:  # a bug: logged with its traceback, counted, answered in JSON
+                log.exception("internal error answering %s %s", request.method[:40], _loc_part(path, limit=200))
+                response = _internal_error()
+        route = route_label(getattr(request.scope.get("route"), "path", None), route_templates)
+        metrics.observe_request(
+            route=route, method=request.method, status=response.status_code, seconds=time.perf_counter() - started
+        )
         return response
 
     @app.exception_handler(EmbedlabError)
     async def user_error(_: Request, err: EmbedlabError) -> JSONResponse:
         return JSONResponse({"error": err.one_line()}, status_code=400)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": _http_error_message(request, err)}, status_code=err.status_code, headers=err.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        # reached only when the error escapes the middleware above; Starlette logs the traceback
+        return _internal_error()
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
         parts = []
-        for item in err.errors():
-            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+        for item in err.errors()[:10]:
+            if item.get("type") == "json_invalid":
+                reason = (item.get("ctx") or {}).get("error", "invalid")
+                parts.append(f"body: JSON decode error: {reason} at character {item['loc'][-1]}")
+                continue
+            where = ".".join(_loc_part(p) for p in item.get("loc", ()) if p != "body") or "body"
             parts.append(f"{where}: {item.get('msg', 'invalid')}")
         return JSONResponse({"error": "; ".join(parts)}, status_code=422)
 
     @app.post("/v1/search")
     def search(body: SearchRequest) -> JSONResponse:
         if body.k > config.max_k:
-            return JSONResponse({"error": f"k: {body.k} is above this server's limit of {config.max_k}"},
-                                status_code=422)
+            return JSONResponse(
+                {"error": f"k: {body.k} is above this server's limit of {config.max_k}"}, status_code=422
+            )
+        if body.pipeline is not None:
+            return _pipeline_search(body)
         use = reranker if body.rerank else None
-        response = live.run(lambda c: c.search(body.query, k=body.k, mode=body.mode, rrf_k=body.rrf_k,
-                                               weights=body.weights, path_filter=body.filter, reranker=use))
+        response = live.run(
+            lambda c: c.search(
+                body.query,
+                k=body.k,
+                mode=body.mode,
+                rrf_k=body.rrf_k,
+                weights=body.weights,
+                path_filter=body.filter,
+                reranker=use,
+            )
+        )
+        metrics.observe_search(response.mode, response.latency_ms)
+        return JSONResponse(response.to_dict())
+
+    def _pipeline_search(body: SearchRequest) -> JSONResponse:
+        pipeline = parse_pipeline(body.pipeline or "")
+
+        def run(c: Collection) -> SearchResponse:
+            chosen = pipeline_options(pipeline, dense_model=c.dense_model)
+            if chosen.reranker is not None and (reranker is None or chosen.reranker != config.reranker):
+                raise EmbedlabError(
+                    f"re-ranker {chosen.reranker!r} is not this server's",
+                    expected=repr(config.reranker) if config.reranker else "no re-rank stage",
+                )
+            return c.search(
+                body.query,
+                k=body.k,
+                mode=chosen.mode,
+                rrf_k=chosen.rrf_k,
+                weights=chosen.weights,
+                path_filter=body.filter,
+                reranker=reranker if chosen.reranker else None,
+                rerank_depth=chosen.rerank_depth,
+                candidates=chosen.candidates,
+            )
+
+        response = live.run(run)
         metrics.observe_search(response.mode, response.latency_ms)
         return JSONResponse(response.to_dict())
 
@@ -196,9 +291,19 @@ def create_app(config: ServeConfig) -> FastAPI:
             return collection.generation, (row.path if row else None), (row.page if row else None)
 
         generation, path, page = live.run(locate)
-        row_id = feedback.add(collection=config.collection, generation=body.generation or generation,
-                              query=body.query, mode=body.mode, kind=body.kind, chunk_id=body.chunk_id, path=path,
-                              page=page, rank=body.rank, result_ids=body.result_ids, session=body.session)
+        row_id = feedback.add(
+            collection=config.collection,
+            generation=body.generation or generation,
+            query=body.query,
+            mode=body.mode,
+            kind=body.kind,
+            chunk_id=body.chunk_id,
+            path=path,
+            page=page,
+            rank=body.rank,
+            result_ids=body.result_ids,
+            session=body.session,
+        )
         metrics.feedback.labels(kind=body.kind).inc()
         return JSONResponse({"id": row_id, "known_chunk": path is not None})
 
@@ -208,15 +313,27 @@ def create_app(config: ServeConfig) -> FastAPI:
         if file is None:
             return JSONResponse({"error": f"no document {path!r} in this collection"}, status_code=404)
         media = _MEDIA_TYPES.get(file.suffix.lower(), "text/plain; charset=utf-8")
-        return FileResponse(file, media_type=media, content_disposition_type="inline",
-                            headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
+        return FileResponse(
+            file,
+            media_type=media,
+            content_disposition_type="inline",
+            headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"},
+        )
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
         collection, generation, chunks = live.run(lambda c: (c.name, c.generation, len(c)))
-        return JSONResponse({"status": "ok", "collection": collection, "generation": generation, "chunks": chunks,
-                             "auth": config.api_key is not None, "max_k": config.max_k,
-                             "reranker": reranker.name if reranker else None})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "collection": collection,
+                "generation": generation,
+                "chunks": chunks,
+                "auth": config.api_key is not None,
+                "max_k": config.max_k,
+                "reranker": reranker.name if reranker else None,
+            }
+        )
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -231,10 +348,44 @@ def create_app(config: ServeConfig) -> FastAPI:
     def app_js() -> Response:
         return Response(script, media_type="text/javascript; charset=utf-8", headers=_PAGE_HEADERS)
 
+    route_templates = frozenset(getattr(route, "path", "") for route in app.routes)
     return app
 
 
-def _authorized(request, config: ServeConfig) -> bool:  # noqa: ANN001
+def _loc_part(part: object, *, limit: int = 60) -> str:
+    """A field name or index for an error message; names come from the client, so unprintable
+    ones (newlines, lone surrogates) are escaped and long ones cut."""
+    text = str(part)
+    if not text.isprintable():
+        text = ascii(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _internal_error():
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+def _http_error_message(request, err) -> str:
+    """One line for an HTTP error raised by the framework (routing, body parsing)."""
+    cause = err.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return "request body is not valid UTF-8"
+    if isinstance(cause, RecursionError):
+        return "request body is nested too deeply"
+    if err.status_code == 400 and cause is not None:  # e.g. an integer of more than 4,300 digits
+        return "request body cannot be parsed as JSON"
+    path = _loc_part(request.scope["path"], limit=200)
+    if err.status_code == 404:
+        return f"no such endpoint: {path}"
+    if err.status_code == 405:
+        allowed = (err.headers or {}).get("Allow", "")
+        return f"method {request.method[:40]} is not allowed on {path}" + (f" (allowed: {allowed})" if allowed else "")
+    return str(err.detail).splitlines()[0] if err.detail else "request failed"
+
+
+def _authorized(request, config: ServeConfig) -> bool:
     expected = (config.api_key or "").encode()
     given = request.headers.get("x-api-key")
     if given is None:
@@ -244,12 +395,14 @@ def _authorized(request, config: ServeConfig) -> bool:  # noqa: ANN001
 
 
 def _library_file(collection: Collection, path: str) -> Path | None:
-    """The library file ``path`` names, if this generation indexed it and it resolves inside the library."""
+    """The library file ``path`` names, if this generation indexed it and it resolves inside the library
+    (or the collection was built with ``--follow-links``: the same rule as indexing); a regular file only."""
     indexed = {str(row["path"]) for row in collection.store.files()}
     if path not in indexed:
         return None
     library = Path(collection.manifest.source_folder).resolve()
     file = (library / path).resolve()
-    if not file.is_relative_to(library) or not file.is_file():
+    inside = file.is_relative_to(library) or collection.manifest.library.follow_links
+    if not inside or not file.is_file():  # is_file: a regular file (never a FIFO or a device)
         return None
     return file

@@ -7,6 +7,12 @@ for monitoring (click-through, thumbs-down rate per query) and for fine-tuning (
 logs: query, clicked, shown).  The file lives in the collection folder, outside the
 generations, so it survives updates.  Each insert is one transaction (WAL journal,
 ``synchronous=FULL``): an acknowledged event is on disk.
+
+Numbers must fit SQLite's signed 64-bit integers (the API refuses others with 422, and
+:meth:`FeedbackStore.add` checks again).  Reading back, a row that is damaged anyway (edited
+by hand, written by an older version: a result list that is not JSON, an id that does not
+fit, text that is not UTF-8) is skipped and reported by id, so one bad row never stops the
+export of the good ones.
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ import json
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from embedlab.errors import EmbedlabError
 
 FILE = "feedback.sqlite"
 KINDS = ("click", "up", "down")
+INT64_MAX = 2**63 - 1  # SQLite's INTEGER is a signed 64-bit number
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,6 +50,75 @@ CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created);
 """
 
 
+@dataclass(frozen=True)
+class Event:
+    """One stored feedback event, checked: what the click-log export needs."""
+
+    id: int
+    query: str
+    kind: str
+    chunk_id: int
+    result_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A stored row that cannot be read back, and why."""
+
+    id: object
+    reason: str
+
+
+class _Undecodable:
+    """A TEXT value that is not UTF-8 (SQLite stores whatever bytes it is given)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+def _decode_text(raw: bytes) -> str | _Undecodable:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Undecodable(raw)
+
+
+def _id_problem(value: object) -> str | None:
+    """Why ``value`` is not a chunk id (a whole number from 0 to 2**63-1), or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{value!r:.40} is not a whole number"
+    if not 0 <= value <= INT64_MAX:
+        return f"{value} is outside 0..{INT64_MAX}"
+    return None
+
+
+def check_event(row: Mapping[str, object]) -> Event | SkippedRow:
+    """The event a stored row holds, or why it cannot be used."""
+    row_id = row.get("id")
+    query, kind, chunk = row.get("query"), row.get("kind"), row.get("chunk_id")
+    if not isinstance(query, str) or not query:
+        return SkippedRow(row_id, "query: not a non-empty UTF-8 text")
+    if kind not in KINDS:
+        return SkippedRow(row_id, f"kind: {kind!r:.40} is not one of {', '.join(KINDS)}")
+    if (problem := _id_problem(chunk)) is not None or not isinstance(chunk, int):  # isinstance: for mypy
+        return SkippedRow(row_id, f"chunk_id: {problem}")
+    if not isinstance(row_id, int):  # an INTEGER PRIMARY KEY: always is
+        return SkippedRow(row_id, f"id: {row_id!r:.40} is not a whole number")
+    raw = row.get("result_ids")
+    if not isinstance(raw, str):
+        return SkippedRow(row_id, "result_ids: not a UTF-8 text")
+    try:
+        shown = json.loads(raw)
+    except (ValueError, RecursionError):
+        return SkippedRow(row_id, f"result_ids: not JSON ({raw[:40]!r})")
+    if not isinstance(shown, list):
+        return SkippedRow(row_id, f"result_ids: not a JSON list ({raw[:40]!r})")
+    for value in shown:
+        if (problem := _id_problem(value)) is not None:
+            return SkippedRow(row_id, f"result_ids: {problem}")
+    return Event(id=row_id, query=query, kind=str(kind), chunk_id=chunk, result_ids=tuple(shown))
+
+
 class FeedbackStore:
     """Appends feedback rows; safe to share between threads."""
 
@@ -53,31 +130,79 @@ class FeedbackStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            self.db.text_factory = _decode_text
         except (sqlite3.DatabaseError, OSError) as err:
             raise EmbedlabError(f"cannot open the feedback database ({err})", path=path) from None
         self._lock = threading.Lock()
 
-    def add(self, *, collection: str, generation: int | None, query: str, mode: str | None, kind: str,
-            chunk_id: int, path: str | None, page: int | None, rank: int | None, result_ids: Sequence[int],
-            session: str | None) -> int:
+    def add(
+        self,
+        *,
+        collection: str,
+        generation: int | None,
+        query: str,
+        mode: str | None,
+        kind: str,
+        chunk_id: int,
+        path: str | None,
+        page: int | None,
+        rank: int | None,
+        result_ids: Sequence[int],
+        session: str | None,
+    ) -> int:
         """Store one event; returns its row id."""
         if kind not in KINDS:
             raise EmbedlabError("invalid feedback kind", found=repr(kind), expected=", ".join(KINDS))
-        created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        row = (created, collection, generation, query, mode, kind, chunk_id, path, page, rank,
-               json.dumps([int(i) for i in result_ids]), session)
+        for label, value in (
+            ("chunk_id", chunk_id),
+            ("generation", generation),
+            ("page", page),
+            ("rank", rank),
+            *(("result_ids", i) for i in result_ids),
+        ):
+            if value is not None and (problem := _id_problem(value)) is not None:
+                raise EmbedlabError(f"invalid feedback {label}", found=problem, expected=f"0 to {INT64_MAX}")
+        created = datetime.now(UTC).isoformat(timespec="milliseconds")
+        row = (
+            created,
+            collection,
+            generation,
+            query,
+            mode,
+            kind,
+            chunk_id,
+            path,
+            page,
+            rank,
+            json.dumps([int(i) for i in result_ids]),
+            session,
+        )
         with self._lock:
             cursor = self.db.execute(
                 "INSERT INTO feedback (created, collection, generation, query, mode, kind, chunk_id, path, page, "
-                "rank, result_ids, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                "rank, result_ids, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
             return int(cursor.lastrowid or 0)
 
-    def events(self) -> list[dict[str, object]]:
-        """Every stored event, oldest first."""
+    def events(self) -> tuple[list[Event], list[SkippedRow]]:
+        """Every stored event, oldest first, and the rows that could not be read back."""
         with self._lock:
-            cursor = self.db.execute("SELECT * FROM feedback ORDER BY id")
-            names = [c[0] for c in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            try:
+                cursor = self.db.execute("SELECT * FROM feedback ORDER BY id")
+                names = [c[0] for c in cursor.description]
+                rows = cursor.fetchall()
+            except sqlite3.DatabaseError as err:
+                raise EmbedlabError(f"cannot read the feedback database ({err})", path=self.path) from None
+        events: list[Event] = []
+        skipped: list[SkippedRow] = []
+        for row in rows:
+            checked = check_event(dict(zip(names, row, strict=True)))
+            if isinstance(checked, Event):
+                events.append(checked)
+            else:
+                skipped.append(checked)
+        return events, skipped
 
     def count(self) -> int:
         with self._lock:
@@ -88,30 +213,39 @@ class FeedbackStore:
             self.db.close()
 
 
-def click_log(events: list[dict[str, object]], texts: Mapping[int, str]) -> tuple[list[dict[str, object]], int]:
+@dataclass
+class _Page:
+    """One result page of the click log: its query, what was shown, what was liked and disliked."""
+
+    query: str
+    shown: list[int]
+    good: list[int] = field(default_factory=list)
+    bad: set[int] = field(default_factory=set)
+
+
+def click_log(events: Sequence[Event], texts: Mapping[int, str]) -> tuple[list[dict[str, object]], int]:
     """Feedback events as click-log rows for ``embedlab finetune --train clicks.jsonl``:
     ``{"query", "clicked": [texts], "shown": [texts]}``, one row per result page (same query and
     same results shown).  Clicks and thumbs-up are positives; a result that got a thumbs-down on
     that page is never a positive.  ``texts`` maps chunk ids to chunk texts (the live collection);
     events about chunks it no longer holds are left out.  Returns ``(rows, events_left_out)``."""
-    pages: dict[tuple[str, str], dict[str, object]] = {}
+    pages: dict[tuple[str, tuple[int, ...]], _Page] = {}
     left_out = 0
     for event in events:
-        shown = [int(i) for i in json.loads(str(event["result_ids"]))]
-        chunk = int(event["chunk_id"])  # type: ignore[arg-type]
-        if chunk not in texts or any(i not in texts for i in shown) or chunk not in shown:
+        chunk = event.chunk_id
+        if chunk not in texts or any(i not in texts for i in event.result_ids) or chunk not in event.result_ids:
             left_out += 1
             continue
-        page = pages.setdefault((str(event["query"]), str(event["result_ids"])),
-                                {"query": event["query"], "shown": shown, "good": [], "bad": set()})
-        if event["kind"] == "down":
-            page["bad"].add(chunk)  # type: ignore[union-attr]
-        elif chunk not in page["good"]:  # type: ignore[operator]
-            page["good"].append(chunk)  # type: ignore[union-attr]
-    rows = []
+        page = pages.setdefault((event.query, event.result_ids), _Page(event.query, list(event.result_ids)))
+        if event.kind == "down":
+            page.bad.add(chunk)
+        elif chunk not in page.good:
+            page.good.append(chunk)
+    rows: list[dict[str, object]] = []
     for page in pages.values():
-        clicked = [c for c in page["good"] if c not in page["bad"]]  # type: ignore[union-attr,operator]
+        clicked = [c for c in page.good if c not in page.bad]
         if clicked:
-            rows.append({"query": page["query"], "clicked": [texts[c] for c in clicked],
-                         "shown": [texts[i] for i in page["shown"]]})  # type: ignore[union-attr]
+            rows.append(
+                {"query": page.query, "clicked": [texts[c] for c in clicked], "shown": [texts[i] for i in page.shown]}
+            )
     return rows, left_out

@@ -19,9 +19,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 async def _refuse(send: Send, max_bytes: int) -> None:
     body = json.dumps({"error": f"request body is larger than this server's limit of {max_bytes} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

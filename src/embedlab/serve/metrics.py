@@ -5,14 +5,39 @@
 - ``embedlab_search_seconds{mode,stage}``: the search latency breakdown (encode, search,
   fuse, rerank, fetch, total) as histograms.
 - ``embedlab_feedback_total{kind}``, ``embedlab_collection_reloads_total``,
+  ``embedlab_collection_reload_failures_total`` (a newer generation that could not be opened),
   ``embedlab_collection_chunks``, ``embedlab_collection_generation``.
+
+Every label value comes from a fixed set, never from the client: each new label value is a
+new time series held in memory forever and sent on every scrape, and h11 accepts any token
+as an HTTP method, so a client inventing methods (or paths, or statuses) must not be able to
+grow the server.  Methods outside :data:`METHODS` count as ``other``, paths that match no
+route as ``other``, and statuses outside :data:`STATUSES` as their class (``5xx``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+STATUSES = frozenset({200, 204, 206, 304, 400, 401, 403, 404, 405, 413, 415, 416, 422, 429, 500, 503})
+OTHER = "other"
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    if status in STATUSES:
+        return str(status)
+    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
+
+
+def route_label(template: object, known: Collection[str]) -> str:
+    """The route template if it is one of the app's own, else ``other``."""
+    return template if isinstance(template, str) and template in known else OTHER
 
 
 class Metrics:
@@ -20,17 +45,39 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("embedlab_http_requests", "HTTP requests", ["route", "method", "status"],
-                                registry=self.registry)
-        self.request_seconds = Histogram("embedlab_http_request_seconds", "HTTP request latency", ["route"],
-                                         buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.search_seconds = Histogram("embedlab_search_seconds", "Search latency by stage", ["mode", "stage"],
-                                        buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "embedlab_http_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "embedlab_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.search_seconds = Histogram(
+            "embedlab_search_seconds",
+            "Search latency by stage",
+            ["mode", "stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.feedback = Counter("embedlab_feedback", "Feedback events", ["kind"], registry=self.registry)
-        self.reloads = Counter("embedlab_collection_reloads", "Switches to a newer collection generation",
-                               registry=self.registry)
+        self.reloads = Counter(
+            "embedlab_collection_reloads", "Switches to a newer collection generation", registry=self.registry
+        )
+        self.reload_failures = Counter(
+            "embedlab_collection_reload_failures",
+            "Attempts to open a newer generation that failed",
+            registry=self.registry,
+        )
         self.chunks = Gauge("embedlab_collection_chunks", "Chunks in the served generation", registry=self.registry)
         self.generation = Gauge("embedlab_collection_generation", "Served generation", registry=self.registry)
+
+    def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; ``route`` must already be a known template or ``other``."""
+        self.requests.labels(route=route, method=method_label(method), status=status_label(status)).inc()
+        self.request_seconds.labels(route=route).observe(seconds)
 
     def observe_search(self, mode: str, latency_ms: Mapping[str, float]) -> None:
         for stage, ms in latency_ms.items():

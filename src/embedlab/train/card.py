@@ -23,86 +23,158 @@ def before_after_rows(verdict: Verdict) -> list[dict[str, str]]:
     """One row per metric plus latency and size: base, fine-tuned, change."""
     rows = []
     for m in verdict.metrics:
-        rows.append({
-            "": LABELS.get(m.metric, m.metric),
-            "base": f"{m.base.mean:.4f} [{m.base.low:.4f}, {m.base.high:.4f}]",
-            "fine-tuned": f"{m.tuned.mean:.4f} [{m.tuned.low:.4f}, {m.tuned.high:.4f}]",
-            "change": f"{m.delta.mean:+.4f} [{m.delta.low:+.4f}, {m.delta.high:+.4f}]",
-            "p": f"{m.p_value:.4g}",
-        })
+        rows.append(
+            {
+                "": LABELS.get(m.metric, m.metric),
+                "base": f"{m.base.mean:.4f} [{m.base.low:.4f}, {m.base.high:.4f}]",
+                "fine-tuned": f"{m.tuned.mean:.4f} [{m.tuned.low:.4f}, {m.tuned.high:.4f}]",
+                "change": f"{m.delta.mean:+.4f} [{m.delta.low:+.4f}, {m.delta.high:+.4f}]",
+                "p": f"{m.p_value:.4g}",
+            }
+        )
     for key, label in (("p50_ms", "latency p50 (ms)"), ("p95_ms", "latency p95 (ms)")):
         b, t = verdict.base.latency.get(key), verdict.tuned.latency.get(key)
         if isinstance(b, float) and isinstance(t, float):
             rows.append({"": label, "base": f"{b:.1f}", "fine-tuned": f"{t:.1f}", "change": f"{t - b:+.1f}", "p": ""})
     b, t = verdict.base.size.get("weights_bytes"), verdict.tuned.size.get("weights_bytes")
     if isinstance(b, int) and isinstance(t, int):
-        rows.append({"": "weights (MB)", "base": f"{b / 1e6:.1f}", "fine-tuned": f"{t / 1e6:.1f}",
-                     "change": f"{(t - b) / 1e6:+.1f}", "p": ""})
+        rows.append(
+            {
+                "": "weights (MB)",
+                "base": f"{b / 1e6:.1f}",
+                "fine-tuned": f"{t / 1e6:.1f}",
+                "change": f"{(t - b) / 1e6:+.1f}",
+                "p": "",
+            }
+        )
     return rows
 
 
 COLUMNS = ["", "base", "fine-tuned", "change", "p"]
-TABLE_NOTE = ("Mean over test queries with 95% percentile-bootstrap intervals; change = fine-tuned - base per "
-              "query, p from a two-sided paired randomization test (10,000 sign flips).  Latency: one query at a "
-              "time, encode + top-10 search, no cache, same machine and runner for both.")
+TABLE_NOTE = (
+    "Mean over test queries with 95% percentile-bootstrap intervals; change = fine-tuned - base per "
+    "query, p from a two-sided paired randomization test (10,000 sign flips).  Latency: one query at a "
+    "time, encode + top-10 search, no cache, same machine and runner for both."
+)
 
 
 def audit_rows(result: FinetuneResult) -> list[dict[str, str]]:
     a = result.audit
-    fn = "n/a (no query has a second positive in the window)" if a.false_negative_rate is None else (
-        f"{a.false_negative_rate:.3f} ({a.false_negative_passed} of {a.false_negative_probes} held-out positives)")
-    items = [("examples", a.examples), ("already had enough negatives", a.already_had),
-             ("candidates considered", a.candidates), ("skipped: known positive", a.skipped_positive),
-             ("skipped: above the rank window", a.skipped_rank), ("skipped: margin", a.skipped_margin),
-             ("skipped: cross-encoder", a.skipped_cross_encoder), ("not needed", a.not_needed), ("kept", a.kept),
-             ("examples without a mined negative", a.examples_without_negative), ("false-negative rate (est.)", fn)]
+    fn = (
+        "n/a (no query has a second positive in the window)"
+        if a.false_negative_rate is None
+        else (
+            f"{a.false_negative_rate:.3f} ({a.false_negative_passed} of {a.false_negative_probes} held-out positives)"
+        )
+    )
+    items = [
+        ("examples", a.examples),
+        ("already had enough negatives", a.already_had),
+        ("candidates considered", a.candidates),
+        ("skipped: known positive", a.skipped_positive),
+        ("skipped: above the rank window", a.skipped_rank),
+        ("skipped: margin", a.skipped_margin),
+        ("skipped: cross-encoder", a.skipped_cross_encoder),
+        ("not needed", a.not_needed),
+        ("kept", a.kept),
+        ("examples without a mined negative", a.examples_without_negative),
+        ("false-negative rate (est.)", fn),
+    ]
     return [{"": k, "value": str(v)} for k, v in items]
 
 
 def render_card(result: FinetuneResult) -> str:
     spec, t, v = result.spec, result.spec.training, result.verdict
     mining = spec.mining
-    curve = [{"epoch": str(p.epoch), "steps": str(p.steps),
-              "train loss": "" if p.train_loss is None else f"{p.train_loss:.4f}",
-              "dev NDCG@10": "" if p.dev_ndcg_at_10 is None else f"{p.dev_ndcg_at_10:.4f}",
-              "minutes": f"{p.seconds / 60:.1f}"} for p in result.training.curve]
+    curve = [
+        {
+            "epoch": str(p.epoch),
+            "steps": str(p.steps),
+            "train loss": "" if p.train_loss is None else f"{p.train_loss:.4f}",
+            "dev NDCG@10": "" if p.dev_ndcg_at_10 is None else f"{p.dev_ndcg_at_10:.4f}",
+            "minutes": f"{p.seconds / 60:.1f}",
+        }
+        for p in result.training.curve
+    ]
     hw = result.environment["hardware"]
     lines = [
-        "---", "library_name: sentence-transformers", f"base_model: {spec.base}",
-        "pipeline_tag: sentence-similarity", "tags:", "- sentence-transformers", "- embedlab", "- fine-tuned", "---",
-        "", f"# {spec.out.name}", "",
-        (f"`{spec.base}` fine-tuned by `embedlab finetune` ({t.loss} loss) on `{spec.train}` "
-        f"({result.data['format']}, {result.data['examples']} examples, {result.data['queries']} queries; "
-        f"{result.dev_queries} of them held out as dev), judged on `{spec.test}` split `{spec.test_split}` "
-        f"({v.queries} queries)."), "",
-        f"**Verdict:** {v.reason()}.", "",
-        "## Before / after (held-out test)", "", markdown_table(before_after_rows(v), COLUMNS), "", TABLE_NOTE, "",
-        "## Training", "",
-        (f"loss {t.loss}{' + Matryoshka ' + str(list(t.matryoshka_dims)) if t.matryoshka_dims else ''}, "
-        f"epochs {t.epochs}, batch size {t.batch_size}, learning rate {t.learning_rate}, warmup {t.warmup_ratio}, "
-        f"weight decay {t.weight_decay}, max grad norm {t.max_grad_norm}, "
-        f"max length {result.training.conditions.get('max_seq_length')}, seed {t.seed}, patience {t.patience}; "
-        f"device {result.training.device}; {result.training.steps} steps in {result.training.seconds / 60:.1f} min; "
-        f"best checkpoint: epoch {result.training.best_epoch}"
-        f"{' (early stop)' if result.training.stopped_early else ''}."), "",
-        markdown_table(curve, ["epoch", "steps", "train loss", "dev NDCG@10", "minutes"]), "",
-        (f"Dev NDCG@10 ranks {result.dev_queries} dev queries against a reduced corpus (their positives, their "
-        f"mined negatives and {spec.dev_corpus_sample} random passages): it only picks the checkpoint."), "",
-        "## Hard-negative mining", "",
-        (f"{mining.per_query} negative(s) per example from ranks {mining.rank_from}-{mining.rank_to} of the base "
-        f"model, margin {mining.margin} x positive score"
-        f"{', cross-encoder ' + mining.cross_encoder if mining.cross_encoder else ''}."), "",
-        markdown_table(audit_rows(result), ["", "value"]), "",
-        "## Leakage check", "",
-        result.leakage.summary() + _leakage_action(result) + ".", "",
-        "## Use", "", "```python", "from sentence_transformers import SentenceTransformer",
-        f'model = SentenceTransformer("{spec.out}")', "```", "",
-        f"or `embedlab eval --model {spec.out} --dataset ...`.", "",
-        "## Conditions", "",
-        f"embedlab {result.environment['embedlab']}; {hw['cpu']} ({hw['cpus']} CPUs), "  # type: ignore[index]
-        f"GPU: {hw['gpu'] or 'none'}; wall time {result.seconds['total'] / 60:.1f} min "  # type: ignore[index]
+        "---",
+        "library_name: sentence-transformers",
+        f"base_model: {spec.base}",
+        "pipeline_tag: sentence-similarity",
+        "tags:",
+        "- sentence-transformers",
+        "- embedlab",
+        "- fine-tuned",
+        "---",
+        "",
+        f"# {spec.out.name}",
+        "",
+        (
+            f"`{spec.base}` fine-tuned by `embedlab finetune` ({t.loss} loss) on `{spec.train}` "
+            f"({result.data['format']}, {result.data['examples']} examples, {result.data['queries']} queries; "
+            f"{result.dev_queries} of them held out as dev), judged on `{spec.test}` split `{spec.test_split}` "
+            f"({v.queries} queries)."
+        ),
+        "",
+        f"**Verdict:** {v.reason()}.",
+        "",
+        "## Before / after (held-out test)",
+        "",
+        markdown_table(before_after_rows(v), COLUMNS),
+        "",
+        TABLE_NOTE,
+        "",
+        "## Training",
+        "",
+        (
+            f"loss {t.loss}{' + Matryoshka ' + str(list(t.matryoshka_dims)) if t.matryoshka_dims else ''}, "
+            f"epochs {t.epochs}, batch size {t.batch_size}, learning rate {t.learning_rate}, warmup {t.warmup_ratio}, "
+            f"weight decay {t.weight_decay}, max grad norm {t.max_grad_norm}, "
+            f"max length {result.training.conditions.get('max_seq_length')}, seed {t.seed}, patience {t.patience}; "
+            f"device {result.training.device}; {result.training.steps} steps in "
+            f"{result.training.seconds / 60:.1f} min; "
+            f"best checkpoint: epoch {result.training.best_epoch}"
+            f"{' (early stop)' if result.training.stopped_early else ''}."
+        ),
+        "",
+        markdown_table(curve, ["epoch", "steps", "train loss", "dev NDCG@10", "minutes"]),
+        "",
+        (
+            f"Dev NDCG@10 ranks {result.dev_queries} dev queries against a reduced corpus (their positives, their "
+            f"mined negatives and {spec.dev_corpus_sample} random passages): it only picks the checkpoint."
+        ),
+        "",
+        "## Hard-negative mining",
+        "",
+        (
+            f"{mining.per_query} negative(s) per example from ranks {mining.rank_from}-{mining.rank_to} of the base "
+            f"model, margin {mining.margin} x positive score"
+            f"{', cross-encoder ' + mining.cross_encoder if mining.cross_encoder else ''}."
+        ),
+        "",
+        markdown_table(audit_rows(result), ["", "value"]),
+        "",
+        "## Leakage check",
+        "",
+        result.leakage.summary() + _leakage_action(result) + ".",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        f'model = SentenceTransformer("{spec.out}")',
+        "```",
+        "",
+        f"or `embedlab eval --model {spec.out} --dataset ...`.",
+        "",
+        "## Conditions",
+        "",
+        f"embedlab {result.environment['embedlab']}; {hw['cpu']} ({hw['cpus']} CPUs), "
+        f"GPU: {hw['gpu'] or 'none'}; wall time {result.seconds['total'] / 60:.1f} min "
         f"({', '.join(f'{k} {s / 60:.1f}' for k, s in result.seconds.items() if k != 'total')} min); "
-        + ", ".join(f"{k} {val}" for k, val in result.environment["libraries"].items()) + ".",  # type: ignore[union-attr]
+        + ", ".join(f"{k} {val}" for k, val in result.environment["libraries"].items())
+        + ".",
         "",
     ]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from embedlab.data.lines import iter_json_objects, string_field
 from embedlab.errors import EmbedlabError, shorten
 
 Format = Literal["beir", "pairs", "triplets", "clicks"]
-FORMATS: tuple[str, ...] = ("beir", "pairs", "triplets", "clicks")
+FORMATS: tuple[Format, ...] = ("beir", "pairs", "triplets", "clicks")
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,15 @@ class TrainExample:
         return (self.query, self.positive, *self.negatives)
 
     def with_negatives(self, ids: tuple[str, ...], texts: tuple[str, ...]) -> TrainExample:
-        return TrainExample(self.query_id, self.query, self.positive_id, self.positive,
-                            self.negative_ids + ids, self.negatives + texts, self.source)
+        return TrainExample(
+            self.query_id,
+            self.query,
+            self.positive_id,
+            self.positive,
+            self.negative_ids + ids,
+            self.negatives + texts,
+            self.source,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,12 @@ class TrainingSet:
         return out
 
     def manifest(self) -> dict[str, object]:
-        info: dict[str, object] = {"format": self.format, "source": self.source, "examples": len(self.examples),
-                                   "queries": len(self.queries())}
+        info: dict[str, object] = {
+            "format": self.format,
+            "source": self.source,
+            "examples": len(self.examples),
+            "queries": len(self.queries()),
+        }
         if self.dataset is not None:
             info["dataset"] = self.dataset.manifest()
         else:
@@ -108,8 +119,8 @@ def load_training_set(source: str | Path, *, format: str = "auto", split: str = 
         return _from_beir(source, split)
     if not path.is_file():
         raise EmbedlabError("training data file not found", path=path, expected="a JSONL file or a BEIR folder")
-    kind = format if format != "auto" else _detect(path)
-    return _from_jsonl(path, kind)  # type: ignore[arg-type]
+    kind = _detect(path) if format == "auto" else next(f for f in FORMATS if f == format)  # checked above
+    return _from_jsonl(path, kind)
 
 
 def _from_beir(source: str | Path, split: str) -> TrainingSet:
@@ -119,11 +130,21 @@ def _from_beir(source: str | Path, split: str) -> TrainingSet:
     examples = []
     for query_id in dataset.qrels.query_ids:
         for doc_id in sorted(dataset.qrels.relevant(query_id)):
-            examples.append(TrainExample(query_id, dataset.queries[query_id], doc_id, texts[doc_id],
-                                         source=f"{dataset.path}/qrels/{split}.tsv"))
+            examples.append(
+                TrainExample(
+                    query_id,
+                    dataset.queries[query_id],
+                    doc_id,
+                    texts[doc_id],
+                    source=f"{dataset.path}/qrels/{split}.tsv",
+                )
+            )
     if not examples:
-        raise EmbedlabError("no relevant judgments to train on", path=dataset.path / "qrels" / f"{split}.tsv",
-                            expected="rows with a grade of 1 or more")
+        raise EmbedlabError(
+            "no relevant judgments to train on",
+            path=dataset.path / "qrels" / f"{split}.tsv",
+            expected="rows with a grade of 1 or more",
+        )
     return TrainingSet(tuple(examples), "beir", str(dataset.path), dataset=dataset, given_ids=True)
 
 
@@ -135,9 +156,13 @@ def _detect(path: Path) -> Format:
             return "triplets"
         if "positive" in obj:
             return "pairs"
-        raise EmbedlabError("cannot tell the training data format from the first row", path=path, line=line,
-                            found=f"fields {sorted(obj)}",
-                            expected="query+positive (pairs), +negative (triplets) or query+clicked+shown (clicks)")
+        raise EmbedlabError(
+            "cannot tell the training data format from the first row",
+            path=path,
+            line=line,
+            found=f"fields {sorted(obj)}",
+            expected="query+positive (pairs), +negative (triplets) or query+clicked+shown (clicks)",
+        )
     raise EmbedlabError("empty training data file", path=path, expected="one JSON object per line")
 
 
@@ -156,8 +181,12 @@ def _from_jsonl(path: Path, kind: Format) -> TrainingSet:
     for line, obj in iter_json_objects(path):
         extra = sorted(set(obj) - allowed)
         if extra:
-            raise EmbedlabError(f"unexpected field {extra[0]!r} in a {kind} row", path=path, line=line,
-                                expected=f"fields {', '.join(_FIELDS[kind])} (and optionally query_id)")
+            raise EmbedlabError(
+                f"unexpected field {extra[0]!r} in a {kind} row",
+                path=path,
+                line=line,
+                expected=f"fields {', '.join(_FIELDS[kind])} (and optionally query_id)",
+            )
         query = _text(obj, "query", path, line)
         query_id = string_field(obj, "query_id", path=path, line=line, required=False)
         given_ids = given_ids or bool(query_id)
@@ -171,8 +200,11 @@ def _from_jsonl(path: Path, kind: Format) -> TrainingSet:
         for positive, negatives in pairs:
             for text in (positive, *negatives):
                 passages[text_id(text)] = text
-            examples.append(TrainExample(query_id, query, text_id(positive), positive,
-                                         tuple(text_id(n) for n in negatives), negatives, where))
+            examples.append(
+                TrainExample(
+                    query_id, query, text_id(positive), positive, tuple(text_id(n) for n in negatives), negatives, where
+                )
+            )
     if not examples:
         raise EmbedlabError("no training examples", path=path, expected="at least one row")
     return TrainingSet(tuple(examples), kind, str(path), passages=passages, given_ids=given_ids)
@@ -183,8 +215,13 @@ def _clicks(obj: dict[str, Any], path: Path, line: int) -> list[tuple[str, tuple
     shown = _texts(obj, "shown", path, line)
     missing = [c for c in clicked if c not in shown]
     if missing:
-        raise EmbedlabError("a clicked result is not in 'shown'", path=path, line=line, found=shorten(missing[0]),
-                            expected="every clicked text to be one of the shown results")
+        raise EmbedlabError(
+            "a clicked result is not in 'shown'",
+            path=path,
+            line=line,
+            found=shorten(missing[0]),
+            expected="every clicked text to be one of the shown results",
+        )
     last = max(shown.index(c) for c in clicked)
     skipped = tuple(s for s in shown[:last] if s not in clicked)
     return [(c, skipped) for c in clicked]
@@ -202,7 +239,12 @@ def _texts(obj: dict[str, Any], key: str, path: Path, line: int) -> list[str]:
     value = obj.get(key)
     if isinstance(value, list):
         if not value or not all(isinstance(v, str) and v.strip() for v in value):
-            raise EmbedlabError(f"field {key!r} must list non-empty texts", path=path, line=line,
-                                found=shorten(repr(value)), expected="a text or a list of texts")
+            raise EmbedlabError(
+                f"field {key!r} must list non-empty texts",
+                path=path,
+                line=line,
+                found=shorten(repr(value)),
+                expected="a text or a list of texts",
+            )
         return list(value)
     return [_text(obj, key, path, line)]

@@ -40,6 +40,9 @@ class Cluster:
         return self.rank == 0
 
 
+ONE_PROCESS = Cluster()  # the default: no torchrun
+
+
 def from_env() -> Cluster:
     """The processes torchrun started (one when not under torchrun)."""
     try:
@@ -76,13 +79,15 @@ def barrier(cluster: Cluster) -> None:
 
 def from_main(value: _T | None, cluster: Cluster) -> _T:
     """Rank 0's ``value`` in every process (pickled and broadcast), so all train on the same data."""
-    if cluster.world == 1:
-        return value  # type: ignore[return-value]
-    import torch.distributed as dist
+    if cluster.world > 1:
+        import torch.distributed as dist
 
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]  # type: ignore[return-value]
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        value = box[0]
+    if value is None:
+        raise RuntimeError("rank 0 has no value to share")
+    return value
 
 
 def stop(cluster: Cluster) -> None:
@@ -105,8 +110,11 @@ def gather_rows(local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     import torch.distributed.nn.functional as dfn
 
     width = max(sizes)
-    padded = local if local.shape[0] == width else torch.cat(
-        [local, local.new_zeros((width - local.shape[0], local.shape[1]))])
+    padded = (
+        local
+        if local.shape[0] == width
+        else torch.cat([local, local.new_zeros((width - local.shape[0], local.shape[1]))])
+    )
     with warnings.catch_warnings():  # deprecated in favour of a private API; still the autograd-aware gather
         warnings.simplefilter("ignore", FutureWarning)
         parts = dfn.all_gather(padded)

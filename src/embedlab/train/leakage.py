@@ -49,24 +49,34 @@ class LeakageReport:
 
     def summary(self, *, limit: int = 3) -> str:
         counts = self.counts()
-        head = (f"{len(self.overlaps)} train/test query overlaps ({counts['id']} same id, {counts['exact']} same text, "
-                f"{counts['near-duplicate']} near-duplicates at Jaccard >= {self.threshold})")
-        examples = "; ".join(f"{o.kind}: train {o.train_id!r} {o.train_text[:50]!r} ~ test {o.test_id!r} "
-                             f"{o.test_text[:50]!r}" for o in self.overlaps[:limit])
+        head = (
+            f"{len(self.overlaps)} train/test query overlaps ({counts['id']} same id, {counts['exact']} same text, "
+            f"{counts['near-duplicate']} near-duplicates at Jaccard >= {self.threshold})"
+        )
+        examples = "; ".join(
+            f"{o.kind}: train {o.train_id!r} {o.train_text[:50]!r} ~ test {o.test_id!r} {o.test_text[:50]!r}"
+            for o in self.overlaps[:limit]
+        )
         return f"{head}, e.g. {examples}" if examples else head
 
     def as_dict(self) -> dict[str, object]:
-        return {"train_queries": self.train_queries, "test_queries": self.test_queries, "threshold": self.threshold,
-                "ids_checked": self.ids_checked, "counts": self.counts(),
-                "overlaps": [o.__dict__ for o in self.overlaps]}
+        return {
+            "train_queries": self.train_queries,
+            "test_queries": self.test_queries,
+            "threshold": self.threshold,
+            "ids_checked": self.ids_checked,
+            "counts": self.counts(),
+            "overlaps": [o.__dict__ for o in self.overlaps],
+        }
 
 
 def normalize(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def check_leakage(train: Mapping[str, str], test: Mapping[str, str], *, threshold: float = 0.8,
-                  check_ids: bool = True) -> LeakageReport:
+def check_leakage(
+    train: Mapping[str, str], test: Mapping[str, str], *, threshold: float = 0.8, check_ids: bool = True
+) -> LeakageReport:
     """Every overlap between train and test queries (``id -> text`` each), one per pair, the
     strongest kind first (id, then exact, then near-duplicate)."""
     overlaps: list[Overlap] = []

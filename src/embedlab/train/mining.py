@@ -55,8 +55,11 @@ class MiningConfig:
         if self.per_query < 0:
             raise EmbedlabError("--hard-negatives must be >= 0", found=str(self.per_query))
         if not 1 <= self.rank_from <= self.rank_to:
-            raise EmbedlabError("bad mining rank window", found=f"{self.rank_from}-{self.rank_to}",
-                                expected="1 <= FROM <= TO, e.g. 10-30")
+            raise EmbedlabError(
+                "bad mining rank window",
+                found=f"{self.rank_from}-{self.rank_to}",
+                expected="1 <= FROM <= TO, e.g. 10-30",
+            )
         if not 0 < self.margin <= 1.5:
             raise EmbedlabError("bad mining margin", found=str(self.margin), expected="0 < margin <= 1.5, e.g. 0.95")
 
@@ -97,9 +100,15 @@ class _Counts:
     passed: int = 0
 
 
-def mine_hard_negatives(train: TrainingSet, encoder: Encoder, *, config: MiningConfig,
-                        cache: EmbeddingCache | None, reranker: Reranker | None = None,
-                        show_progress: bool = False) -> tuple[TrainingSet, MiningAudit]:
+def mine_hard_negatives(
+    train: TrainingSet,
+    encoder: Encoder,
+    *,
+    config: MiningConfig,
+    cache: EmbeddingCache | None,
+    reranker: Reranker | None = None,
+    show_progress: bool = False,
+) -> tuple[TrainingSet, MiningAudit]:
     """``train`` with mined negatives added to each example (up to ``config.per_query`` in all),
     and the audit of every candidate considered."""
     config.check()
@@ -135,23 +144,39 @@ def mine_hard_negatives(train: TrainingSet, encoder: Encoder, *, config: MiningC
     for n, example in enumerate(todo):
         chosen = mined[n]
         without += not chosen
-        examples[position[id(example)]] = example.with_negatives(tuple(doc_ids[j] for j in chosen),
-                                                                 tuple(doc_texts[j] for j in chosen))
+        examples[position[id(example)]] = example.with_negatives(
+            tuple(doc_ids[j] for j in chosen), tuple(doc_texts[j] for j in chosen)
+        )
     audit = MiningAudit(
-        examples=len(train.examples), already_had=empty.already_had, candidates=counts.candidates,
-        skipped_positive=counts.positive, skipped_rank=counts.rank, skipped_margin=counts.margin,
-        skipped_cross_encoder=counts.cross_encoder, not_needed=counts.not_needed, kept=counts.kept,
-        examples_without_negative=without, false_negative_probes=counts.probes,
+        examples=len(train.examples),
+        already_had=empty.already_had,
+        candidates=counts.candidates,
+        skipped_positive=counts.positive,
+        skipped_rank=counts.rank,
+        skipped_margin=counts.margin,
+        skipped_cross_encoder=counts.cross_encoder,
+        not_needed=counts.not_needed,
+        kept=counts.kept,
+        examples_without_negative=without,
+        false_negative_probes=counts.probes,
         false_negative_passed=counts.passed,
     )
-    mined_set = TrainingSet(tuple(examples), train.format, train.source, train.passages, train.dataset,
-                            train.given_ids)
+    mined_set = TrainingSet(tuple(examples), train.format, train.source, train.passages, train.dataset, train.given_ids)
     return mined_set, audit
 
 
-def _select(example: TrainExample, ranked: list[tuple[int, float]], pos_score: float, need: int,
-            doc_ids: list[str], doc_texts: list[str], positives: dict[str, set[str]], config: MiningConfig,
-            reranker: Reranker | None, counts: _Counts) -> list[int]:
+def _select(
+    example: TrainExample,
+    ranked: list[tuple[int, float]],
+    pos_score: float,
+    need: int,
+    doc_ids: list[str],
+    doc_texts: list[str],
+    positives: dict[str, set[str]],
+    config: MiningConfig,
+    reranker: Reranker | None,
+    counts: _Counts,
+) -> list[int]:
     chosen: list[int] = []
     known = positives.get(example.query_id, set())
     for rank, (j, score) in enumerate(ranked, start=1):
@@ -172,9 +197,17 @@ def _select(example: TrainExample, ranked: list[tuple[int, float]], pos_score: f
     return chosen
 
 
-def _probe(example: TrainExample, ranked: list[tuple[int, float]], pos_score: float, doc_ids: list[str],
-           doc_texts: list[str], positives: dict[str, set[str]], config: MiningConfig,
-           reranker: Reranker | None, counts: _Counts) -> None:
+def _probe(
+    example: TrainExample,
+    ranked: list[tuple[int, float]],
+    pos_score: float,
+    doc_ids: list[str],
+    doc_texts: list[str],
+    positives: dict[str, set[str]],
+    config: MiningConfig,
+    reranker: Reranker | None,
+    counts: _Counts,
+) -> None:
     """Held-out positives: would the filters have kept another known positive as a negative?"""
     others = positives.get(example.query_id, set()) - {example.positive_id}
     for rank, (j, score) in enumerate(ranked, start=1):

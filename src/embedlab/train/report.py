@@ -23,15 +23,29 @@ def render_report(result: FinetuneResult) -> str:
         f"<h1>{title}</h1>",
         f'<p class="verdict">{html.escape(v.reason())}</p>',
         f"<h2>Before / after on {html.escape(v.dataset)} ({html.escape(v.split)}, {v.queries} queries)</h2>",
-        html_table(before_after_rows(v), COLUMNS), f'<p class="note">{html.escape(TABLE_NOTE)}</p>',
+        html_table(before_after_rows(v), COLUMNS),
+        f'<p class="note">{html.escape(TABLE_NOTE)}</p>',
         "<h2>Training curve</h2>",
-        scatter(dev, x_label="epoch (0 = base model)", y_label="dev NDCG@10 (reduced corpus)",
-                front=[p.label for p in dev], log_x=False) if dev else "<p>no dev split</p>",
+        scatter(
+            dev,
+            x_label="epoch (0 = base model)",
+            y_label="dev NDCG@10 (reduced corpus)",
+            front=[p.label for p in dev],
+            log_x=False,
+        )
+        if dev
+        else "<p>no dev split</p>",
         scatter(loss, x_label="epoch", y_label="mean training loss", front=[p.label for p in loss], log_x=False),
-        (f'<p class="note">best checkpoint: epoch {result.training.best_epoch}; {result.training.steps} steps in '
-        f'{result.training.seconds / 60:.1f} min on {html.escape(result.training.device)}</p>'),
-        "<h2>Hard-negative mining</h2>", html_table(audit_rows(result), ["", "value"]),
-        "<h2>Leakage check</h2>", f"<p>{html.escape(result.leakage.summary())}</p>",
+        (
+            f'<p class="note">best checkpoint: epoch {result.training.best_epoch}; {result.training.steps} steps in '
+            f"{result.training.seconds / 60:.1f} min on {html.escape(result.training.device)}</p>"
+        ),
+        "<h2>Hard-negative mining</h2>",
+        html_table(audit_rows(result), ["", "value"]),
+        "<h2>Leakage check</h2>",
+        f"<p>{html.escape(result.leakage.summary())}</p>",
     ]
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">"
-            f"<title>{title}</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        f"<title>{title}</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )

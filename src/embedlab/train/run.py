@@ -27,11 +27,12 @@ from embedlab.atomic import atomic_dir, atomic_write_text
 from embedlab.cache.store import EmbeddingCache
 from embedlab.data.beir import load_dataset
 from embedlab.data.types import Qrels
+from embedlab.encoders.registry import load_encoder
 from embedlab.encoders.resolve import resolve_model
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.eval.measure import hardware, library_versions
-from embedlab.search.build import build_encoder
+from embedlab.payloads import Environment
 from embedlab.train.data import TrainingSet, load_training_set
 from embedlab.train.distributed import barrier, from_env, from_main, start, stop
 from embedlab.train.leakage import LeakageReport, check_leakage
@@ -81,7 +82,7 @@ class FinetuneResult:
     verdict: Verdict
     dev_queries: int
     seconds: dict[str, float]
-    environment: dict[str, object]
+    environment: Environment
 
 
 def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
@@ -92,7 +93,7 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
 
     timer = _Timer()
     cluster = from_env()
-    _check_out(spec.out)
+    _check_out(spec.out, probe=cluster.main)
     spec.training.check()
     spec.mining.check()
     if not 0 <= spec.dev_ratio < 1:
@@ -108,8 +109,11 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
         log.warning("dropped %d leaked training queries (--drop-leaked): %s", len(leaked), leakage.summary())
     elif not leakage.clean:
         if not spec.allow_leakage:
-            raise EmbedlabError(f"leakage: {leakage.summary()}", hint="pass --drop-leaked to train without these queries, "
-                                "or --allow-leakage to train anyway (the verdict is then not trustworthy)")
+            raise EmbedlabError(
+                f"leakage: {leakage.summary()}",
+                hint="pass --drop-leaked to train without these queries, "
+                "or --allow-leakage to train anyway (the verdict is then not trustworthy)",
+            )
         log.warning("training despite leakage (--allow-leakage): %s", leakage.summary())
     timer.lap("read")
     start(cluster)
@@ -119,8 +123,14 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
     timer.lap("mining")
     train_set, dev = split_dev(mined, ratio=spec.dev_ratio, sample=spec.dev_corpus_sample, seed=spec.training.seed)
     model = _load_model(spec.base)
-    result = train(model, train_set.examples, config=spec.training, dev=dev,
-                   show_progress=spec.show_progress and cluster.main, cluster=cluster)
+    result = train(
+        model,
+        train_set.examples,
+        config=spec.training,
+        dev=dev,
+        show_progress=spec.show_progress and cluster.main,
+        cluster=cluster,
+    )
     barrier(cluster)
     stop(cluster)
     if not cluster.main:
@@ -129,16 +139,34 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
     with atomic_dir(spec.out) as work:
         model.save(str(work), create_model_card=False)
     verdict = compare_on_test(
-        spec.test, base=base_spec, tuned=ModelSpec(model=str(spec.out.resolve()), label=spec.out.name),
-        split=spec.test_split, alpha=spec.alpha, cache_dir=spec.cache_dir, use_cache=spec.use_cache,
-        latency_queries=spec.latency_queries, seed=spec.training.seed, show_progress=spec.show_progress,
+        spec.test,
+        base=base_spec,
+        tuned=ModelSpec(model=str(spec.out.resolve()), label=spec.out.name),
+        split=spec.test_split,
+        alpha=spec.alpha,
+        cache_dir=spec.cache_dir,
+        use_cache=spec.use_cache,
+        latency_queries=spec.latency_queries,
+        seed=spec.training.seed,
+        show_progress=spec.show_progress,
     )
     timer.lap("verdict")
     outcome = FinetuneResult(
-        spec=spec, out=spec.out, data=data.manifest(), leakage=leakage, audit=audit, training=result, verdict=verdict,
-        dev_queries=0 if dev is None else len(dev.queries), seconds=timer.laps,
-        environment={"embedlab": __version__, "libraries": library_versions(), "hardware": hardware(),
-                     "seed": spec.training.seed},
+        spec=spec,
+        out=spec.out,
+        data=data.manifest(),
+        leakage=leakage,
+        audit=audit,
+        training=result,
+        verdict=verdict,
+        dev_queries=0 if dev is None else len(dev.queries),
+        seconds=timer.laps,
+        environment={
+            "embedlab": __version__,
+            "libraries": library_versions(),
+            "hardware": hardware(),
+            "seed": spec.training.seed,
+        },
     )
     atomic_write_text(spec.out / "README.md", render_card(outcome))
     atomic_write_text(spec.out / "report.html", render_report(outcome))
@@ -154,8 +182,14 @@ def _mine(spec: FinetuneSpec, data: TrainingSet, base_spec: ModelSpec) -> tuple[
             from embedlab.search.rerank import load_reranker
 
             reranker = load_reranker(spec.mining.cross_encoder)
-        return mine_hard_negatives(data, build_encoder(base_spec), config=spec.mining, cache=cache,
-                                   reranker=reranker, show_progress=spec.show_progress)
+        return mine_hard_negatives(
+            data,
+            load_encoder(base_spec),
+            config=spec.mining,
+            cache=cache,
+            reranker=reranker,
+            show_progress=spec.show_progress,
+        )
     finally:
         if cache is not None:
             cache.close()
@@ -181,16 +215,25 @@ def split_dev(data: TrainingSet, *, ratio: float, sample: int, seed: int) -> tup
     for doc_id, text in data.iter_corpus():
         if doc_id in wanted:
             texts.setdefault(doc_id, text)
-    dev = DevSet(queries={e.query_id: e.query for e in dev_examples}, qrels=Qrels(judgments),
-                 doc_ids=tuple(texts), doc_texts=tuple(texts.values()))
+    dev = DevSet(
+        queries={e.query_id: e.query for e in dev_examples},
+        qrels=Qrels(judgments),
+        doc_ids=tuple(texts),
+        doc_texts=tuple(texts.values()),
+    )
     log.info("dev split: %d queries, reduced corpus of %d passages", len(dev.queries), len(texts))
     return data.subset(set(query_ids) - dev_ids), dev
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, *, probe: bool = True) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise EmbedlabError("output folder already exists and is not empty", path=out,
-                            hint="choose another --out or remove the folder")
+        raise EmbedlabError(
+            "output folder already exists and is not empty", path=out, hint="choose another --out or remove the folder"
+        )
+    if probe:  # one process probes (under torchrun the others would race it for the folder)
+        from embedlab.output import check_output_folder
+
+        check_output_folder(out)
 
 
 def _load_model(name: str):
@@ -201,7 +244,9 @@ def _load_model(name: str):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise EmbedlabError("fine-tuning needs sentence-transformers", hint='pip install sentence-transformers') from None
+        raise EmbedlabError(
+            "fine-tuning needs sentence-transformers", hint="pip install sentence-transformers"
+        ) from None
     hf_logging.disable_progress_bar()
     return SentenceTransformer(str(resolve_model(name).path), device=pick_device())
 

@@ -4,20 +4,24 @@ probe and sizes).
 
 Per metric: the mean with a 95% percentile-bootstrap interval for each model, the mean
 per-query difference (fine-tuned - base) with its own bootstrap interval, and the two-sided
-paired randomization test of that difference (``embedlab.eval.stats``).  The fine-tune
+paired randomization test of that difference (``embedlab.eval.compare``).  The fine-tune
 *improved* when the primary metric (NDCG@10) rose and p < alpha.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
+from embedlab.eval.compare import compare_pair, mean_interval
+from embedlab.eval.evaluate import EvalResult
 from embedlab.eval.metrics import parse_metrics
 from embedlab.eval.runner import EvalSpec, ModelResult, run_eval
-from embedlab.eval.stats import Interval, bootstrap_ci, paired_arrays, paired_randomization_test
+from embedlab.eval.stats import Interval
+from embedlab.payloads import Conditions, Latency, SizeInfo
 
 VERDICT_METRICS = ("ndcg@10", "mrr@10", "recall@100")
 PRIMARY = "ndcg_at_10"
@@ -38,10 +42,10 @@ class Side:
     """One model's measurements on the test split (latency, size, fingerprint)."""
 
     label: str
-    latency: dict[str, object]
-    size: dict[str, object]
+    latency: Latency
+    size: SizeInfo
     fingerprint: dict[str, object]
-    conditions: dict[str, object]
+    conditions: Conditions
 
 
 @dataclass(frozen=True)
@@ -72,38 +76,90 @@ class Verdict:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "dataset": self.dataset, "split": self.split, "queries": self.queries, "alpha": self.alpha,
-            "improved": self.improved, "reason": self.reason(),
-            "metrics": [{"metric": m.metric, "base": m.base.__dict__, "fine_tuned": m.tuned.__dict__,
-                         "delta": m.delta.__dict__, "p_value": m.p_value, "test": m.test} for m in self.metrics],
-            "base": self.base.__dict__, "fine_tuned": self.tuned.__dict__,
+            "dataset": self.dataset,
+            "split": self.split,
+            "queries": self.queries,
+            "alpha": self.alpha,
+            "improved": self.improved,
+            "reason": self.reason(),
+            "metrics": [
+                {
+                    "metric": m.metric,
+                    "base": m.base.__dict__,
+                    "fine_tuned": m.tuned.__dict__,
+                    "delta": m.delta.__dict__,
+                    "p_value": m.p_value,
+                    "test": m.test,
+                }
+                for m in self.metrics
+            ],
+            "base": self.base.__dict__,
+            "fine_tuned": self.tuned.__dict__,
         }
 
 
-def compare_on_test(test: str | Path, *, base: ModelSpec, tuned: ModelSpec, split: str = "test",
-                    alpha: float = 0.05, cache_dir: Path | None = None, use_cache: bool = True,
-                    latency_queries: int = 100, seed: int = 0, show_progress: bool = False) -> Verdict:
-    spec = EvalSpec(datasets=(str(test),), models=(base, tuned), metrics=tuple(parse_metrics(VERDICT_METRICS)),
-                    split=split, use_cache=use_cache, cache_dir=cache_dir, latency_queries=latency_queries,
-                    seed=seed, show_progress=show_progress)
+def compare_on_test(
+    test: str | Path,
+    *,
+    base: ModelSpec,
+    tuned: ModelSpec,
+    split: str = "test",
+    alpha: float = 0.05,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    latency_queries: int = 100,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> Verdict:
+    spec = EvalSpec(
+        datasets=(str(test),),
+        models=(base, tuned),
+        metrics=tuple(parse_metrics(VERDICT_METRICS)),
+        split=split,
+        use_cache=use_cache,
+        cache_dir=cache_dir,
+        latency_queries=latency_queries,
+        seed=seed,
+        show_progress=show_progress,
+    )
     report = run_eval(spec)
     before, after = report.results
-    for result in (before, after):
-        if not result.ok or result.evaluation is None:
-            raise EmbedlabError(f"evaluating {result.model} on the test split failed: {result.error}")
-    comparisons = []
-    for key in (m.key for m in spec.metrics):
-        a, b = paired_arrays(after.evaluation.per_query[key], before.evaluation.per_query[key])  # type: ignore[union-attr]
-        test_result = paired_randomization_test(a, b, seed=seed)
-        comparisons.append(MetricComparison(
-            key, bootstrap_ci(b, seed=seed), bootstrap_ci(a, seed=seed), bootstrap_ci(a - b, seed=seed),
-            test_result.p_value, test_result.method,
-        ))
+    base_eval, tuned_eval = _evaluation(before), _evaluation(after)
+    comparisons = tuple(
+        _metric(
+            tuned_eval.per_query[m.key],
+            base_eval.per_query[m.key],
+            m.key,
+            labels=(after.model, before.model),
+            seed=seed,
+        )
+        for m in spec.metrics
+    )
     dataset = next(iter(report.datasets))
-    return Verdict(dataset, split, before.evaluation.queries, tuple(comparisons), _side(before), _side(after), alpha)  # type: ignore[union-attr]
+    return Verdict(dataset, split, base_eval.queries, comparisons, _side(before), _side(after), alpha)
+
+
+def _evaluation(result: ModelResult) -> EvalResult:
+    if not result.ok or result.evaluation is None:
+        raise EmbedlabError(f"evaluating {result.model} on the test split failed: {result.error}")
+    return result.evaluation
+
+
+def _metric(
+    after: Mapping[str, float], before: Mapping[str, float], key: str, *, labels: tuple[str, str], seed: int
+) -> MetricComparison:
+    """Fine-tuned (a) against base (b) on one metric; each metric's p is its own (a family of one)."""
+    pair = compare_pair(after, before, a=labels[0], b=labels[1], metric=key, seed=seed)
+    return MetricComparison(
+        key,
+        mean_interval(before, seed=seed),
+        mean_interval(after, seed=seed),
+        pair.difference_interval,
+        pair.p_value,
+        pair.test,
+    )
 
 
 def _side(result: ModelResult) -> Side:
-    m = result.measurements
-    return Side(result.model, dict(m["latency"]), dict(m["size"]), dict(result.fingerprint),  # type: ignore[arg-type]
-                dict(m["conditions"]))  # type: ignore[arg-type]
+    m = result.measured()
+    return Side(result.model, m["latency"].copy(), m["size"].copy(), dict(result.fingerprint), m["conditions"].copy())

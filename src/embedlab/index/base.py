@@ -1,0 +1,217 @@
+"""The one vector-index interface every backend implements, and the registry of backends.
+
+A vector index holds ``n`` float32 vectors (rows) and answers inner-product top-k queries:
+
+- ``Kind(vectors, ids=None, options=None)`` builds it (``ids``: each row's id, string or int; when
+  omitted, row order is id order, as in a collection whose rows are sorted by chunk id);
+- ``search(queries, k, rows=None) -> (scores, positions)``, both ``(n_queries, k')`` with
+  ``k' = min(k, candidates)``, ordered score descending then id ascending (the project's tie rule);
+  ``rows`` (sorted row positions) restricts the search to those rows (a path filter); an
+  approximate kind may find fewer than ``k'``: missing places hold position -1 and score -inf;
+- ``memory_bytes``, ``len()``, ``info()`` (an :class:`IndexInfo`: kind, options used, files with
+  their SHA-256, build time and, for approximate kinds, recall@10 against exact search measured at
+  build time);
+- ``save(folder) -> IndexInfo`` writes the index's own files atomically (the vectors are the
+  caller's to persist: collections keep them in ``vectors.npy``) and ``Kind.load(folder, info,
+  vectors, ids)`` reads them back after checking each file's SHA-256.
+
+A new backend is one module with a subclass registered under its name
+(``@register_index``) plus its import in ``embedlab/index/__init__.py``;
+``tests/test_index_contract.py`` then runs the shared contract over it.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from embedlab.errors import EmbedlabError
+from embedlab.registry import Registry
+
+RECALL_K = 10
+RECALL_QUERIES = 200
+
+
+class IndexInfo(BaseModel):
+    """What was built, how, and how good it is: stored in a collection's manifest and in eval results."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    file: str | None = None  # the index's own file in its folder (None: nothing beside the vectors)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    params: dict[str, int | float] = Field(default_factory=dict)
+    recall_at_10: float | None = None  # approximate kinds: against exact search, at build time
+    recall_queries: int | None = None
+    recall_target: float | None = None
+    build_seconds: float | None = None
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def id_ranks(ids: Sequence[object] | None, n: int) -> np.ndarray | None:
+    """Each row's position in ascending id order (ties in scores are broken by it); None = row order."""
+    if ids is None:
+        return None
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} vectors")
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[np.argsort(np.asarray(ids, dtype=object), kind="stable")] = np.arange(n)
+    return ranks
+
+
+def order_ties(
+    scores: np.ndarray, positions: np.ndarray, id_order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-order results per row by score desc, then ``id_order[position]`` asc (default: the position);
+    missing results (position -1) go last with score -inf."""
+    valid = positions >= 0
+    safe = np.where(valid, positions, 0)
+    order_key = np.where(valid, safe if id_order is None else id_order[safe], np.iinfo(np.int64).max)
+    score_key = np.where(valid, -scores, np.inf)
+    idx = np.lexsort((order_key, score_key), axis=-1)
+    scores = np.where(valid, scores, -np.inf).astype(np.float32)
+    return np.take_along_axis(scores, idx, axis=1), np.take_along_axis(positions, idx, axis=1)
+
+
+class VectorIndex(ABC):
+    """Inner-product top-k over a float32 matrix (cosine when the vectors are normalised)."""
+
+    kind: ClassVar[str]
+    approximate: ClassVar[bool] = False
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(
+        self, vectors: np.ndarray, ids: Sequence[object] | None = None, *, options: Mapping[str, Any] | None = None
+    ) -> None:
+        started = time.perf_counter()
+        if vectors.ndim != 2:
+            raise ValueError(f"vectors must be a matrix, got shape {vectors.shape}")
+        self.vectors = vectors if vectors.dtype == np.float32 else np.asarray(vectors, dtype=np.float32)
+        self.doc_ids = list(ids) if ids is not None else None
+        self.id_order = id_ranks(ids, len(vectors))
+        self.options = self.validate_options(options)
+        self._recall: tuple[float, int, float] | None = None
+        self._file: tuple[str, str | None] | None = None  # (file name, sha256) once saved
+        self._build()
+        self.build_seconds = time.perf_counter() - started
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any] | None) -> BaseModel:
+        try:
+            return cls.Options.model_validate(dict(options or {}))
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "options"
+            allowed = ", ".join(cls.Options.model_fields) or "none"
+            raise EmbedlabError(
+                f"invalid option {where!r} for index {cls.kind!r}: {first['msg']}", hint=f"options it takes: {allowed}"
+            ) from None
+
+    @abstractmethod
+    def _build(self) -> None:
+        """Make the search structure from ``self.vectors`` and ``self.options``."""
+
+    @abstractmethod
+    def _search(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, positions)`` of the k best rows (within ``rows``); order is fixed by :meth:`search`."""
+
+    def search(self, queries: np.ndarray, k: int, *, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        candidates = len(self.vectors) if rows is None else len(rows)
+        k = max(0, min(int(k), candidates))
+        if k == 0 or len(queries) == 0:
+            return np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), np.int64)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+        scores, positions = self._search(queries, k, rows)
+        return order_ties(scores, positions.astype(np.int64), self.id_order)
+
+    def search_one(self, query: np.ndarray, k: int, *, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One query vector: ``(scores, positions)`` as 1-d arrays, places an approximate kind missed left out."""
+        scores, positions = self.search(query.reshape(1, -1), k, rows=rows)
+        keep = positions[0] >= 0
+        return scores[0][keep], positions[0][keep]
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes the search structure holds (for exact kinds: the vectors themselves)."""
+        return int(self.vectors.nbytes)
+
+    def save(self, folder: Path) -> IndexInfo:
+        """Write this kind's own files into ``folder`` (atomically) and describe them; default: none."""
+        return self.info()
+
+    @classmethod
+    def load(
+        cls, folder: Path, info: IndexInfo, vectors: np.ndarray, ids: Sequence[object] | None = None
+    ) -> VectorIndex:
+        """Re-open a saved index over ``vectors``; default: rebuild (cheap for kinds without files)."""
+        return cls(vectors, ids, options=info.params)
+
+    def info(self) -> IndexInfo:
+        recall = self._recall
+        return IndexInfo(
+            kind=self.kind,
+            params=self.options.model_dump(exclude_none=True),
+            file=self._file[0] if self._file else None,
+            sha256=self._file[1] if self._file else None,
+            recall_at_10=None if recall is None else round(recall[0], 4),
+            recall_queries=None if recall is None else recall[1],
+            recall_target=None if recall is None else recall[2],
+            build_seconds=round(self.build_seconds, 3) if hasattr(self, "build_seconds") else None,
+        )
+
+    def measure_recall(self, *, queries: int = RECALL_QUERIES, seed: int = 0) -> float:
+        """Recall@10 against exact search, with a seeded sample of the index's own vectors as queries.
+
+        A result counts as found when its exact score reaches the 10th exact score, so
+        interchangeable duplicates (a page header repeated in every file) are not misses."""
+        from embedlab.index.exact import top_k
+
+        n = len(self.vectors)
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, size=min(queries, n), replace=False))
+        q = np.ascontiguousarray(self.vectors[sample], dtype=np.float32)
+        k = min(RECALL_K, n)
+        exact_scores, _ = top_k(q, self.vectors, k)
+        _, approx = self.search(q, k)
+        found = 0
+        for row in range(len(sample)):
+            got = approx[row][approx[row] >= 0]
+            scores = np.asarray(self.vectors[got]) @ q[row]
+            # float32 dot products of the same pair can differ by a few ulps between FAISS's and
+            # numpy's kernels; 1e-5 is far above that for unit vectors and far below real gaps
+            found += min(k, int((scores >= exact_scores[row, -1] - 1e-5).sum()))
+        return found / (k * len(sample))
+
+
+INDEXES: Registry[type[VectorIndex]] = Registry("index kind")
+
+
+def register_index(cls: type[VectorIndex]) -> type[VectorIndex]:
+    """Class decorator: make ``cls`` available under its ``kind`` name."""
+    INDEXES.add(cls.kind, cls)
+    return cls
+
+
+def build_index(
+    kind: str, vectors: np.ndarray, ids: Sequence[object] | None = None, *, options: Mapping[str, Any] | None = None
+) -> VectorIndex:
+    """Build an index of a registered ``kind`` ("Did you mean ...?" on a typo)."""
+    return INDEXES.get(kind)(vectors, ids, options=options)
+
+
+def load_index(folder: Path, info: IndexInfo, vectors: np.ndarray, ids: Sequence[object] | None = None) -> VectorIndex:
+    return INDEXES.get(info.kind).load(folder, info, vectors, ids)

@@ -1,0 +1,125 @@
+"""A :class:`~embedlab.search.pipeline.PipelineSpec` run as a retriever over a corpus (eval, select).
+
+Each first-stage model is its own retriever (dense: encoder + vector index; ``bm25``: the
+lexical index) over the same documents; with several, each answers with its top
+``fusion.candidates`` and the rankings are fused by RRF; then each re-rank stage re-scores
+the top ``depth`` with the document texts.  Below a re-ranked depth the previous order is
+kept, with scores strictly below every re-ranked score, so a ``Run`` (ordered by score)
+keeps the pipeline's order.
+
+The documents are held in memory (their texts are needed by the re-rankers, and each
+first-stage retriever reads them once): fine for evaluation corpora, not for a 50M corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from embedlab.cache.store import EmbeddingCache
+from embedlab.data.beir import Document
+from embedlab.data.types import Run
+from embedlab.encoders.base import EncodeStats
+from embedlab.payloads import Conditions, SizeInfo
+from embedlab.search.fusion import fuse
+from embedlab.search.pipeline import PipelineSpec
+from embedlab.search.rerank import Reranker, load_reranker
+from embedlab.search.retriever import Retriever
+
+
+class PipelineRetriever(Retriever):
+    def __init__(self, spec: PipelineSpec, stages: list[Retriever]) -> None:
+        self.spec = spec
+        self.label = spec.name
+        self.stages = stages
+        self.rerankers: list[Reranker] = [load_reranker(stage.reranker) for stage in spec.rerank]
+        self.texts: dict[str, str] = {}
+
+    def index(
+        self,
+        documents: Iterable[Document],
+        *,
+        cache: EmbeddingCache | None,
+        stats: EncodeStats,
+        show_progress: bool = False,
+    ) -> None:
+        docs = list(documents)
+        self.texts = {d.id: d.content for d in docs}
+        for stage in self.stages:  # each stage counts its own texts, so a hybrid counts the corpus twice
+            stage.index(iter(docs), cache=cache, stats=stats, show_progress=show_progress)
+
+    def _first(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
+        if len(self.stages) == 1:
+            return self.stages[0].search(queries, k, cache=cache, stats=stats)
+        depth = max(k, self.spec.fusion.candidates)
+        runs = [stage.search(queries, depth, cache=cache, stats=stats) for stage in self.stages]
+        return fuse(
+            runs,
+            k=max(k, depth),
+            rrf_k=self.spec.fusion.rrf_k,
+            weights=self.spec.fusion.weights,
+            depth=depth,
+            name=self.label,
+        )
+
+    def _rerank(self, run: Run, queries: dict[str, str], k: int) -> Run:
+        out: dict[str, dict[str, float]] = {}
+        for query_id in run.query_ids:
+            ranking = run.ranking(query_id)
+            for stage, reranker in zip(self.spec.rerank, self.rerankers, strict=True):
+                top = ranking[: stage.depth]
+                scores = [float(s) for s in reranker.score(queries[query_id], [self.texts[d] for d, _ in top])]
+                order = sorted(range(len(top)), key=lambda i: (-scores[i], i))
+                reranked = [(top[i][0], scores[i]) for i in order]
+                floor = min(scores, default=0.0) - 1.0
+                rest = [(d, floor - (i + 1) * 1e-6) for i, (d, _) in enumerate(ranking[stage.depth :])]
+                ranking = reranked + rest
+            out[query_id] = dict(ranking[:k])
+        return Run(out, name=self.label)
+
+    def search(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
+        depth = max([k, *(stage.depth for stage in self.spec.rerank)])
+        run = self._first(queries, depth, cache=cache, stats=stats)
+        return self._rerank(run, queries, k) if self.rerankers else run
+
+    def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
+        run = self.search({"q": text}, k, cache=None, stats=EncodeStats())
+        return run.ranking("q")[:k]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "pipeline": str(self.spec),
+            "stages": [stage.describe() for stage in self.stages],
+            "fusion": {
+                "method": "rrf",
+                "k": self.spec.fusion.rrf_k,
+                "weights": list(self.spec.fusion.weights or [1.0] * len(self.stages)),
+                "candidates": self.spec.fusion.candidates,
+            }
+            if len(self.stages) > 1
+            else None,
+            "rerank": [
+                {"reranker": r.name, "depth": s.depth} for r, s in zip(self.rerankers, self.spec.rerank, strict=True)
+            ],
+        }
+
+    def size_info(self) -> SizeInfo:
+        infos = [stage.size_info() for stage in self.stages]
+
+        def total(key: str) -> int:
+            return sum(int(value) for info in infos if isinstance(value := info.get(key), int | float))
+
+        return {
+            "parameters": total("parameters"),
+            "weights_bytes": total("weights_bytes"),
+            "index_bytes": total("index_bytes"),
+            "dim": infos[0]["dim"],
+            "index": " + ".join(str(info.get("index")) for info in infos),
+            "stages": infos,
+        }
+
+    def conditions(self) -> Conditions:
+        return (
+            self.stages[0].conditions()
+            if len(self.stages) == 1
+            else {"stages": [stage.conditions() for stage in self.stages]}
+        )
