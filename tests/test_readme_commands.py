@@ -16,6 +16,7 @@ the test: add it to RUN or CHECK.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -39,7 +40,7 @@ PLACEHOLDERS = {r"^FOLDER$": "word-overlap"}
 RUN = {("eval", None), ("index", "build"), ("index", "update"), ("index", "info"), ("search", None)}
 # commands parsed and checked without running them (they would train, serve or run real models)
 CHECK = {("select", None), ("pooling", None), ("finetune", None), ("serve", None)}
-EXPECTED_COMMANDS = 16  # README command lines covered here; a new one must be added consciously
+EXPECTED_COMMANDS = 18  # README command lines covered here; a new one must be added consciously
 
 
 def readme_commands() -> list[str]:
@@ -138,9 +139,13 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
         for key, value in env.items():
             monkeypatch.setenv(key, value)
+        monkeypatch.setenv("EMBEDLAB_SERVE_CONFIG", "")  # --workers hands its config to workers this way
         assert args.handler(args) == 0  # the real run_serve: options checked, the app created
         ((app, options),) = started
         assert options["host"] == args.host and options["port"] == args.port and app is not None
+        if args.workers > 1:  # uvicorn imports the app in each worker, from the configuration handed over
+            assert app == "embedlab.serve.app:app_from_environment" and options["workers"] == args.workers
+            assert json.loads(os.environ["EMBEDLAB_SERVE_CONFIG"])["collection"] == args.collection
     else:  # pragma: no cover - CHECK and this function must agree
         raise AssertionError(f"no check for {argv}")
 

@@ -21,7 +21,9 @@ class SizeInfo(TypedDict, total=False):
     onnx_bytes: int
     source: str
     index_bytes: int
+    index_bytes_per_vector: float
     index: str
+    index_info: dict[str, Any]  # the vector index built: kind, options used, recall@10 vs exact, note
     stages: list[SizeInfo]  # a pipeline: each first-stage retriever's own
 
 

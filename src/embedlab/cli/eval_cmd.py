@@ -7,7 +7,6 @@ from pathlib import Path
 
 from embedlab.errors import EmbedlabError
 from embedlab.eval.metrics import DEFAULT_METRICS, MAIN_METRICS, parse_metrics
-from embedlab.eval.runner import EvalSpec, run_eval
 from embedlab.output import check_output_folder
 from embedlab.search.pipeline import parse_retrieval
 
@@ -85,25 +84,26 @@ def run(args: argparse.Namespace) -> int:
         raise EmbedlabError("nothing to evaluate", expected="--model NAME (repeatable) or --collection NAME")
     if args.mode:
         raise EmbedlabError("--mode applies to --collection only")
+    from embedlab.api.evaluation import evaluate_all
     from embedlab.reports.published import compare_line, read_mteb_file
     from embedlab.reports.results import write_outputs
     from embedlab.reports.table import print_summary
 
-    spec = EvalSpec(
-        datasets=tuple(args.dataset),
-        models=tuple(parse_retrieval(m) for m in args.model),
-        metrics=tuple(parse_metrics(args.metric or DEFAULT_METRICS)),
+    models = tuple(parse_retrieval(m) for m in args.model)
+    metrics = tuple(parse_metrics(args.metric or DEFAULT_METRICS))
+    references = {path: read_mteb_file(path, split=args.split) for path in args.compare or []}  # fail early
+    check_output_folder(args.out)  # before the work, not after an hour of it
+    report = evaluate_all(
+        models,
+        args.dataset,
+        metrics=metrics,
         split=args.split,
         ignore_identical_ids=args.ignore_identical_ids,
-        use_cache=not args.no_cache,
-        cache_dir=args.cache_dir,
+        cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
         seed=args.seed,
         show_progress=not args.no_progress,
-    )
-    references = {path: read_mteb_file(path, split=args.split) for path in args.compare or []}  # fail early
-    check_output_folder(args.out)  # before the work, not after an hour of it
-    report = run_eval(spec)
+    ).report
     written = write_outputs(report, args.out)
     print_summary(report, main_metrics=MAIN_METRICS)
     for path, reference in references.items():

@@ -90,47 +90,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedlab.train.loop import TrainConfig
-    from embedlab.train.mining import MiningConfig
-    from embedlab.train.run import FinetuneSpec, run_finetune
+    from embedlab.api.training import finetune
 
-    spec = FinetuneSpec(
-        base=args.base,
-        train=args.train,
-        test=args.test,
-        out=args.out,
+    result = finetune(
+        args.base,
+        args.train,
+        args.test,
+        args.out,
         train_format=args.train_format,
         train_split=args.train_split,
         test_split=args.test_split,
-        training=TrainConfig(
-            loss=args.loss,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            mini_batch_size=args.mini_batch_size,
-            learning_rate=args.lr,
-            warmup_ratio=args.warmup,
-            max_length=args.max_length,
-            matryoshka_dims=args.matryoshka,
-            patience=args.patience,
-            seed=args.seed,
-        ),
-        mining=MiningConfig(
-            per_query=args.hard_negatives,
-            rank_from=args.mine_ranks[0],
-            rank_to=args.mine_ranks[1],
-            margin=args.mine_margin,
-            cross_encoder=args.cross_encoder,
-        ),
+        loss=args.loss,
+        matryoshka=args.matryoshka,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        mini_batch_size=args.mini_batch_size,
+        learning_rate=args.lr,
+        warmup=args.warmup,
+        max_length=args.max_length,
         dev_ratio=args.dev_ratio,
+        patience=args.patience,
+        seed=args.seed,
+        hard_negatives=args.hard_negatives,
+        mine_ranks=args.mine_ranks,
+        mine_margin=args.mine_margin,
+        cross_encoder=args.cross_encoder,
         allow_leakage=args.allow_leakage,
         drop_leaked=args.drop_leaked,
         alpha=args.alpha,
-        use_cache=not args.no_cache,
-        cache_dir=args.cache_dir,
+        cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
         show_progress=not args.no_progress,
     )
-    result = run_finetune(spec)
     if result is None:  # another torchrun process: rank 0 reports
         return 0
     from embedlab.reports.markdown import markdown_table

@@ -160,7 +160,7 @@ def _print_report(report) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from embedlab.collection import build
+    from embedlab.api.collections import build_collection
     from embedlab.collection.vectors import ANN_THRESHOLD
     from embedlab.encoders.spec import parse_model_spec
 
@@ -180,18 +180,20 @@ def run_build(args: argparse.Namespace) -> int:
 
         folder = corpus_folder(load_dataset(args.dataset), cache_dir=args.cache_dir)
     rules = _library_rules(args)
-    report = build(
+    report = build_collection(
         folder,
         args.collection,
-        model_spec=parse_model_spec(args.model),
-        rules=rules,
-        max_tokens=args.chunk_tokens,
+        model=parse_model_spec(args.model),
+        chunk_tokens=args.chunk_tokens,
         overlap=args.overlap,
         root=args.root,
         replace=args.replace,
-        cache_dir=args.cache_dir,
-        use_cache=not args.no_cache,
+        cache=False if args.no_cache else (args.cache_dir or True),
         ann_threshold=args.ann_threshold or ANN_THRESHOLD,
+        follow_links=rules.follow_links,
+        max_pages=rules.max_pages,
+        max_text_bytes=rules.max_text_bytes,
+        max_chunks=rules.max_chunks,
         show_progress=not args.no_progress,
     )
     _print_report(report)
@@ -199,14 +201,13 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_update(args: argparse.Namespace) -> int:
-    from embedlab.collection import update
+    from embedlab.api.collections import update_collection
 
-    report = update(
+    report = update_collection(
         args.collection,
         root=args.root,
         folder=args.folder,
-        cache_dir=args.cache_dir,
-        use_cache=not args.no_cache,
+        cache=False if args.no_cache else (args.cache_dir or True),
         show_progress=not args.no_progress,
     )
     _print_report(report)
@@ -264,7 +265,7 @@ def parse_weights(text: str) -> tuple[float, float]:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from embedlab.collection import open_collection
+    from embedlab.api.collections import open_collection
     from embedlab.collection.search import MODES, pipeline_options
     from embedlab.search.pipeline import parse_pipeline
     from embedlab.search.rerank import load_reranker
@@ -274,7 +275,7 @@ def run_search(args: argparse.Namespace) -> int:
     pattern = args.path_filter[5:] if args.path_filter and args.path_filter.startswith("path=") else args.path_filter
     pipeline = parse_pipeline(args.pipeline) if args.pipeline else None
     rerank = args.rerank
-    collection = open_collection(args.collection, model_spec=args.model, root=args.root)
+    collection = open_collection(args.collection, model=args.model, root=args.root)
     try:
         mode, rrf_k, depth, candidates = args.mode, args.rrf_k, args.rerank_depth, 100
         if pipeline is not None:

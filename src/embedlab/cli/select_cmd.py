@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
-from embedlab.search.pipeline import PipelineSpec, parse_retrieval
-from embedlab.select.analysis import Constraints
-from embedlab.select.run import SelectSpec, pooling_candidates, run_selection
+from embedlab.search.pipeline import parse_retrieval
+from embedlab.select.run import pooling_candidates
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -49,56 +47,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=run_pooling)
 
 
-def _spec(args: argparse.Namespace, candidates: tuple, price: float | None) -> SelectSpec:
+def _finish(args: argparse.Namespace, candidates: list, *, candidates_file: Path | None = None) -> int:
+    from embedlab.api.selection import select_model
+    from embedlab.select.report import print_selection
+
     if not 0 < args.alpha < 1:
         raise EmbedlabError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    return SelectSpec(
-        datasets=tuple(args.dataset),
-        candidates=candidates,
-        constraints=Constraints(
-            max_p95_ms=args.max_p95_ms,
-            max_size_mb=args.max_size_mb,
-            min_ndcg10=args.min_ndcg10,
-            price_per_hour=price,
-            alpha=args.alpha,
-        ),
+    result = select_model(
+        candidates,
+        args.dataset,
+        candidates_file=candidates_file,
+        max_p95_ms=args.max_p95_ms,
+        max_size_mb=args.max_size_mb,
+        min_ndcg10=args.min_ndcg10,
+        price_per_hour=args.price_per_hour,
+        alpha=args.alpha,
         split=args.split,
-        cache_dir=args.cache_dir,
-        use_cache=not args.no_cache,
+        cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
         seed=args.seed,
+        out=args.out,  # checked before the work, not after it
         show_progress=not args.no_progress,
     )
-
-
-def _finish(spec: SelectSpec, out: Path) -> int:
-    from embedlab.output import check_output_folder
-    from embedlab.select.report import print_selection, write_selection
-
-    check_output_folder(out)  # before the work, not after it
-    report, selection = run_selection(spec)
-    written = write_selection(selection, report, out)
-    print_selection(selection, report)
-    print(f"results: {out}/ ({len(written)} files; selection.md, selection.html, selection.json)")
-    return 0 if selection.recommended is not None else 1
+    print_selection(result.selection, result.report)
+    print(f"results: {args.out}/ ({len(result.files)} files; selection.md, selection.html, selection.json)")
+    return 0 if result.recommended is not None else 1
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from embedlab.select.candidates import load_candidates
-
-    specs: list[ModelSpec | PipelineSpec] = []
-    price = args.price_per_hour
-    if args.candidates is not None:
-        specs, machine = load_candidates(args.candidates)
-        price = price if price is not None else machine.price_per_hour
-    specs += [parse_retrieval(m) for m in args.model or []]
-    if not specs:
+    if args.candidates is None and not args.model:
         raise EmbedlabError("no candidates", expected="--candidates FILE and/or --model NAME")
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise EmbedlabError(f"candidate {next(n for n in names if names.count(n) > 1)!r} is listed twice")
-    return _finish(_spec(args, tuple(specs), price), args.out)
+    return _finish(args, [parse_retrieval(m) for m in args.model or []], candidates_file=args.candidates)
 
 
 def run_pooling(args: argparse.Namespace) -> int:
-    return _finish(_spec(args, pooling_candidates(args.model), args.price_per_hour), args.out)
+    return _finish(args, list(pooling_candidates(args.model)))

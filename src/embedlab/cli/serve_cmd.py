@@ -18,19 +18,34 @@ _SKIPPED_SHOWN = 20  # damaged feedback rows named one by one; the rest are coun
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve a collection: HTTP API, web page, feedback, metrics",
-        description="Serve a collection over HTTP (FastAPI + uvicorn). The API key, when wanted, "
-        f"is read from ${API_KEY_ENV} (or --api-key-file), never from the command line.",
+        help="serve a collection (search API, web page, feedback, metrics) and models (OpenAI-style embeddings)",
+        description="Serve a collection and/or embedding models over HTTP (FastAPI + uvicorn): /v1/search, "
+        "/v1/embeddings and /v1/models (OpenAI-compatible). Concurrent requests are batched. The API key, when "
+        f"wanted, is read from ${API_KEY_ENV} (or --api-key-file), never from the command line.",
     )
-    p.add_argument("collection", help="collection name")
+    p.add_argument("collection", nargs="?", help="collection name (optional with --model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
-    p.add_argument("--model", "-m", help="query model (default: the collection's; must match its fingerprint)")
+    p.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        default=[],
+        help="model to serve on /v1/embeddings, NAME[:key=value,...] (repeatable; a collection's own model is "
+        "always served)",
+    )
     p.add_argument("--rerank", help="re-ranker for the top results: a local cross-encoder folder, or word-overlap")
     p.add_argument("--api-key-file", type=Path, help=f"file holding the API key (default: ${API_KEY_ENV} if set)")
     p.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
-    p.add_argument("--max-body", type=int, default=16_384, help="largest request body in bytes (default 16384)")
+    p.add_argument("--max-body", type=int, default=1_048_576, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model (default 1)")
+    b = p.add_argument_group("dynamic batching (concurrent requests share one encoder call)")
+    b.add_argument("--max-batch", type=int, default=64, help="texts or queries per encoder call (default 64)")
+    b.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for more requests when idle (default 2)")
+    b.add_argument("--max-queue", type=int, default=4096, help="waiting texts/queries before 503 (default 4096)")
+    b.add_argument("--max-inputs", type=int, default=2048, help="texts per /v1/embeddings request (default 2048)")
+    b.add_argument("--cache-dir", type=Path, help="use the embedding cache in this folder for /v1/embeddings")
     p.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
     p.set_defaults(handler=run_serve)
 
@@ -90,6 +105,7 @@ def _is_loopback(host: str) -> bool:
 
 def run_serve(args: argparse.Namespace) -> int:
     from embedlab.serve import ServeConfig, create_app
+    from embedlab.serve.app import CONFIG_ENV, config_to_env, preflight
 
     if not 1 <= args.port <= 65535:
         raise EmbedlabError("invalid --port", found=str(args.port), expected="1 to 65535")
@@ -101,23 +117,45 @@ def run_serve(args: argparse.Namespace) -> int:
             args.host,
             API_KEY_ENV,
         )
+    if not 1 <= args.workers <= 64:
+        raise EmbedlabError("invalid --workers", found=str(args.workers), expected="1 to 64")
     config = ServeConfig(
         collection=args.collection,
         root=args.root,
-        model=args.model,
+        models=tuple(args.model),
         reranker=args.rerank,
         api_key=key,
         max_k=args.max_k,
         max_body_bytes=args.max_body,
         feedback_path=args.feedback_db,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_inputs=args.max_inputs,
+        cache_dir=args.cache_dir,
     )
-    app = create_app(config)
     try:
         import uvicorn
     except ImportError:
         raise EmbedlabError("serving needs uvicorn", hint='pip install "embedlab[serve]"') from None
-    log.info("serving collection %s on http://%s:%d/", args.collection, args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    what = f"collection {args.collection}" if args.collection else "models"
+    if args.workers == 1:
+        app = create_app(config)
+        log.info("serving %s on http://%s:%d/", what, args.host, args.port)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        return 0
+    preflight(config)  # user errors as one line here, not as tracebacks in every worker
+    os.environ[CONFIG_ENV] = config_to_env(config)
+    log.info("serving %s on http://%s:%d/ with %d worker processes", what, args.host, args.port, args.workers)
+    uvicorn.run(
+        "embedlab.serve.app:app_from_environment",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 

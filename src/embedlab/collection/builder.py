@@ -81,9 +81,10 @@ def build(
             "`index build --replace` rebuilds it from scratch",
         )
     spec = _spec(model_spec)
-    if spec.index != "exact":
+    if spec.index != "exact" or spec.index_options:
+        written = f"index={spec.index}" if spec.index != "exact" else f"index_{min(spec.index_options)}"
         raise EmbedlabError(
-            f"model option index={spec.index} does not apply to collections",
+            f"model option {written} does not apply to collections",
             hint="a collection searches exactly below --ann-threshold chunks and builds HNSW above it",
         )
     encoder = load_encoder(spec)

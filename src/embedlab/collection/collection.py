@@ -115,6 +115,14 @@ class Collection:
         self.lexical = open_lexical(manifest.lexical, folder, len(self.ids))
         self._filters: dict[str, np.ndarray | None] = {}
 
+    @classmethod
+    def open(
+        cls, name: str, *, root: str | Path | None = None, model: ModelSpec | str | None = None, verify: bool = True
+    ) -> Collection:
+        """Open collection ``name``'s live generation (:func:`open_collection`); ``model`` (default:
+        the collection's own) must give the encoder fingerprint it was built with."""
+        return open_collection(name, model_spec=model, root=root, verify=verify)
+
     @property
     def dense_model(self) -> str:
         """The name of the model whose vectors the collection holds (as given to ``index build``)."""
@@ -147,13 +155,26 @@ class Collection:
         rrf_k: float = 60.0,
         weights: tuple[float, float] = (1.0, 1.0),
         path_filter: str | None = None,
-        reranker: Reranker | None = None,
+        reranker: Reranker | str | None = None,
         rerank_depth: int = 20,
         candidates: int = 100,
         snippets: bool = True,
     ) -> SearchResponse:
-        """See :func:`embedlab.collection.search.search`."""
+        """The best ``k`` chunks for ``query``: ``mode`` dense, bm25 or hybrid (RRF of both, ``weights``
+        dense, bm25); ``reranker``: a loaded re-ranker or its name (``"word-overlap"``, a cross-encoder
+        folder).  See :func:`embedlab.collection.search.search`.
+
+        >>> with Collection.open("lib") as lib:
+        ...     hits = lib.search("how do I reset my password", k=2, mode="hybrid").hits
+        >>> len(hits), hits[0].path, hits[0].snippet != ""
+        (2, 'guide/passwords.md', True)
+        """
         from embedlab.collection.search import search
+
+        if isinstance(reranker, str):
+            from embedlab.search.rerank import load_reranker
+
+            reranker = load_reranker(reranker)
 
         return search(
             self,

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from embedlab.collection.snippet import Snippet, highlights, make_snippet, mark
 from embedlab.errors import EmbedlabError
@@ -113,6 +116,55 @@ def _check(query: object, k: object, mode: object, candidates: object, rerank_de
     return MODES.get(mode)
 
 
+@dataclass(frozen=True)
+class Query:
+    """One search request: the arguments of :func:`search` (batched callers pass many)."""
+
+    query: str
+    k: int = 10
+    mode: str = "hybrid"
+    rrf_k: float = 60.0
+    weights: tuple[float, float] = (1.0, 1.0)
+    path_filter: str | None = None
+    reranker: Reranker | None = None
+    rerank_depth: int = 20
+    candidates: int = 100
+    snippets: bool = True
+
+
+@dataclass(frozen=True)
+class _Plan:
+    query: Query
+    mode: str
+    weights: tuple[float, ...]
+    rows: np.ndarray | None
+    searched: int
+    depth: int  # results kept after the first stage (k, or the re-rank depth)
+    first_depth: int  # results asked of each first-stage index
+
+    @property
+    def dense(self) -> bool:
+        return self.mode in ("dense", "hybrid") and self.searched > 0
+
+
+def _plan(collection: Collection, q: Query) -> _Plan:
+    mode = _check(q.query, q.k, q.mode, q.candidates, q.rerank_depth)
+    weights = check_fusion(q.rrf_k, q.weights, 2)
+    if q.path_filter is not None and (not isinstance(q.path_filter, str) or not q.path_filter):
+        raise EmbedlabError("invalid path filter", found=repr(q.path_filter), expected="a glob such as 'papers/*.pdf'")
+    rows = collection.rows_matching(q.path_filter)
+    depth = max(q.k, q.rerank_depth) if q.reranker is not None else q.k
+    return _Plan(
+        query=q,
+        mode=mode,
+        weights=weights,
+        rows=rows,
+        searched=len(collection) if rows is None else len(rows),
+        depth=depth,
+        first_depth=max(depth, q.candidates) if mode == "hybrid" else depth,
+    )
+
+
 def search(
     collection: Collection,
     query: str,
@@ -131,26 +183,93 @@ def search(
     on file paths relative to the library folder; ``snippets=False`` leaves highlights and snippets
     out (each hit's snippet is then its whole text), for evaluation runs over many hits."""
     started = time.perf_counter()
-    mode = _check(query, k, mode, candidates, rerank_depth)
-    weights_used = check_fusion(rrf_k, weights, 2)
-    if path_filter is not None and (not isinstance(path_filter, str) or not path_filter):
-        raise EmbedlabError("invalid path filter", found=repr(path_filter), expected="a glob such as 'papers/*.pdf'")
+    q = Query(
+        query=query,
+        k=k,
+        mode=mode,
+        rrf_k=rrf_k,
+        weights=weights,
+        path_filter=path_filter,
+        reranker=reranker,
+        rerank_depth=rerank_depth,
+        candidates=candidates,
+        snippets=snippets,
+    )
+    plan = _plan(collection, q)
+    dense = None
     timings = dict.fromkeys(("encode", "search", "fuse", "rerank", "fetch", "total"), 0.0)
-    rows = collection.rows_matching(path_filter)
-    searched = len(collection) if rows is None else len(rows)
-    depth = max(k, rerank_depth) if reranker is not None else k
-    first_depth = max(depth, candidates) if mode == "hybrid" else depth
-    stage_scores: dict[int, dict[str, float]] = {}
-    ranked: list[tuple[int, float]] = []  # (row, score) of the first stage, best first
-
-    dense_rows: list[int] = []
-    if mode in ("dense", "hybrid") and searched:
+    if plan.dense:
         t = time.perf_counter()
         vector = collection.encoder.encode([query], role="query")[0]
         timings["encode"] = _ms(t)
         t = time.perf_counter()
-        scores, found = collection.dense.search_one(vector, first_depth, rows=rows)
-        timings["search"] += _ms(t)
+        dense = collection.dense.search_one(vector, plan.first_depth, rows=plan.rows)
+        timings["search"] = _ms(t)
+    return _execute(collection, plan, dense, timings, started)
+
+
+def search_batch(collection: Collection, queries: Sequence[Query]) -> list[SearchResponse | EmbedlabError]:
+    """Many searches as one batch: every dense query is encoded in one encoder call and searched in
+    one index call (per path filter); the rest runs per query.  Each query gets its response or
+    its own error (a bad query does not fail the others).  Timings: ``encode`` and ``search`` are
+    the batch's (what each query waited for), the other stages its own; ``batch`` is the size."""
+    started = time.perf_counter()
+    out: list[SearchResponse | EmbedlabError | None] = [None] * len(queries)
+    plans: list[tuple[int, _Plan]] = []
+    for i, q in enumerate(queries):
+        try:
+            plans.append((i, _plan(collection, q)))
+        except EmbedlabError as err:
+            out[i] = err
+    dense = [(i, p) for i, p in plans if p.dense]
+    hits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    encode_ms = search_ms = 0.0
+    if dense:
+        t = time.perf_counter()
+        vectors = collection.encoder.encode([p.query.query for _, p in dense], role="query")
+        encode_ms = _ms(t)
+        t = time.perf_counter()
+        groups: dict[str | None, list[int]] = {}
+        for n, (_, p) in enumerate(dense):
+            groups.setdefault(p.query.path_filter, []).append(n)
+        for members in groups.values():
+            plan0 = dense[members[0]][1]
+            want = max(dense[n][1].first_depth for n in members)
+            scores, found = collection.dense.search(vectors[members], want, rows=plan0.rows)
+            for row, n in enumerate(members):
+                keep = found[row] >= 0
+                cut = dense[n][1].first_depth
+                hits[dense[n][0]] = (scores[row][keep][:cut], found[row][keep][:cut])
+        search_ms = _ms(t)
+    for i, plan in plans:
+        timings = dict.fromkeys(("encode", "search", "fuse", "rerank", "fetch", "total"), 0.0)
+        timings["encode"], timings["search"] = (encode_ms, search_ms) if i in hits else (0.0, 0.0)
+        try:
+            out[i] = _execute(collection, plan, hits.get(i), timings, started, batch=len(queries))
+        except EmbedlabError as err:
+            out[i] = err
+    return [r if r is not None else EmbedlabError("query not answered") for r in out]
+
+
+def _execute(
+    collection: Collection,
+    plan: _Plan,
+    dense: tuple[np.ndarray, np.ndarray] | None,
+    timings: dict[str, float],
+    started: float,
+    *,
+    batch: int = 1,
+) -> SearchResponse:
+    """Everything after the dense index: BM25, fusion, fetch, re-ranking, snippets."""
+    q, mode, rows, depth, first_depth = plan.query, plan.mode, plan.rows, plan.depth, plan.first_depth
+    query, k, reranker, snippets = q.query, q.k, q.reranker, q.snippets
+    searched, weights_used = plan.searched, plan.weights
+    stage_scores: dict[int, dict[str, float]] = {}
+    ranked: list[tuple[int, float]] = []  # (row, score) of the first stage, best first
+
+    dense_rows: list[int] = []
+    if dense is not None:
+        scores, found = dense
         for s, r in zip(scores, found, strict=True):
             stage_scores.setdefault(int(r), {})["dense"] = float(s)
             dense_rows.append(int(r))
@@ -165,7 +284,7 @@ def search(
         if mode == "hybrid":
             t = time.perf_counter()
             # rows are in chunk-id order, so ties (score, then row) are ties by chunk id
-            ranked = rrf([dense_rows, [int(r) for r in found]], rrf_k=rrf_k, weights=weights_used)[:depth]
+            ranked = rrf([dense_rows, [int(r) for r in found]], rrf_k=q.rrf_k, weights=weights_used)[:depth]
             for r, s in ranked:
                 stage_scores[r]["rrf"] = s
             timings["fuse"] = _ms(t)
@@ -197,12 +316,14 @@ def search(
     timings["fetch"] += _ms(t)
     timings["total"] = _ms(started)
     options = {
-        "rrf_k": rrf_k,
+        "rrf_k": q.rrf_k,
         "weights": list(weights_used),
-        "path_filter": path_filter,
-        "candidates": candidates,
-        "rerank_depth": rerank_depth if reranker is not None else None,
+        "path_filter": q.path_filter,
+        "candidates": q.candidates,
+        "rerank_depth": q.rerank_depth if reranker is not None else None,
     }
+    if batch > 1:
+        options["batch"] = batch
     return SearchResponse(
         collection=collection.name,
         generation=collection.generation,

@@ -1,7 +1,8 @@
 """What a user asks for when naming a model: validated once, at the boundary.
 
 On the command line a model is ``NAME`` or ``NAME:key=value,key=value``, e.g.
-``all-MiniLM-L6-v2:pooling=cls,max_length=128`` or ``bm25:k1=1.2,b=0.75``.
+``all-MiniLM-L6-v2:pooling=cls,max_length=128`` or ``bm25:k1=1.2,b=0.75``; keys starting
+with ``index_`` are the vector index kind's options (``index=pca,index_dim=128``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from embedlab.errors import EmbedlabError
 
+INDEX_PREFIX = "index_"  # model-spec keys that are the index kind's options: index_dim=128 -> dim=128
+
 
 class ModelSpec(BaseModel):
     """A model and its options.  The fields are the options dense encoders share (each backend
-    rejects those it cannot honour, :func:`check_options`) plus the vector ``index`` kind;
+    rejects those it cannot honour, :func:`check_options`) plus the vector ``index`` kind and
+    its options (``index_options``: written ``index_<name>=...``, validated against the kind's
+    ``Options`` by :mod:`embedlab.search.build`, since encoders do not import the index layer);
     ``options`` holds the options of one backend only (``bm25``: k1, b, stemmer; a test
     encoder's own), validated by that model's entry in :mod:`embedlab.encoders.registry`.
     Flat input (``{"model": "bm25", "k1": 1.2}``, as on the command line and in collection
@@ -36,6 +41,7 @@ class ModelSpec(BaseModel):
     device: str = "auto"
     threads: int | None = Field(default=None, gt=0)
     index: str = "exact"  # a registered vector-index kind (embedlab.index)
+    index_options: dict[str, Any] = Field(default_factory=dict)  # that kind's options, names unprefixed
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -47,12 +53,17 @@ class ModelSpec(BaseModel):
         if not extra:
             return data
         kept = {k: v for k, v in data.items() if k in cls.model_fields}
-        return {**kept, "options": {**dict(kept.get("options") or {}), **extra}}
+        index = {k[len(INDEX_PREFIX) :]: v for k, v in extra.items() if k.startswith(INDEX_PREFIX)}
+        if index:
+            kept["index_options"] = {**dict(kept.get("index_options") or {}), **index}
+        rest = {k: v for k, v in extra.items() if not k.startswith(INDEX_PREFIX)}
+        return {**kept, "options": {**dict(kept.get("options") or {}), **rest}} if rest else kept
 
     def flat(self) -> dict[str, Any]:
         """The changed options as one flat mapping (what a user wrote): for names, manifests and reports."""
         values = self.model_dump(exclude_defaults=True)
-        return {**{k: v for k, v in values.items() if k != "options"}, **self.options}
+        index = {INDEX_PREFIX + k: v for k, v in self.index_options.items()}
+        return {**{k: v for k, v in values.items() if k not in ("options", "index_options")}, **index, **self.options}
 
     @property
     def name(self) -> str:
@@ -61,11 +72,18 @@ class ModelSpec(BaseModel):
             return self.label
         base = self.model.rstrip("/").split("/")[-1]
         changed = [
-            f"{key}={value}"
+            f"{key}={option_text(value)}"
             for key, value in self.flat().items()
             if key not in {"model", "label", "batch_size", "device", "threads"}
         ]
         return base + (f":{','.join(changed)}" if changed else "")
+
+
+def option_text(value: object) -> str:
+    """An option value as a user writes it: ``40`` for 40.0 (validated values are typed)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 _OPTIONS = re.compile(r":(?=\s*[a-z_][a-z0-9_]*=)")  # keys are identifiers: k1, max_length
@@ -115,7 +133,7 @@ def check_options(spec: ModelSpec, *, accepted: set[str], what: str) -> None:
 
     ``accepted`` lists the options the backend reads besides ``COMMON_OPTIONS``; ``device=cpu``
     and ``backend=auto`` are always accepted, since every backend here runs on the CPU."""
-    given = set(spec.flat()) - COMMON_OPTIONS - accepted
+    given = {k for k in spec.flat() if not k.startswith(INDEX_PREFIX)} - COMMON_OPTIONS - accepted
     if spec.device == "cpu":
         given.discard("device")
     if given:

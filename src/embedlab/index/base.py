@@ -11,6 +11,10 @@ A vector index holds ``n`` float32 vectors (rows) and answers inner-product top-
 - ``memory_bytes``, ``len()``, ``info()`` (an :class:`IndexInfo`: kind, options used, files with
   their SHA-256, build time and, for approximate kinds, recall@10 against exact search measured at
   build time);
+- ``vectors``: the float32 rows while the index keeps them.  A kind that searches compact codes
+  instead (int8, binary, PCA, Matryoshka: memory is their point) measures its recall at build,
+  then releases them (:meth:`VectorIndex.release_vectors`: zero rows; ``len()`` still counts the
+  indexed rows);
 - ``save(folder) -> IndexInfo`` writes the index's own files atomically (the vectors are the
   caller's to persist: collections keep them in ``vectors.npy``) and ``Kind.load(folder, info,
   vectors, ids)`` reads them back after checking each file's SHA-256.
@@ -22,6 +26,7 @@ A new backend is one module with a subclass registered under its name
 
 from __future__ import annotations
 
+import difflib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -46,11 +51,12 @@ class IndexInfo(BaseModel):
     kind: str
     file: str | None = None  # the index's own file in its folder (None: nothing beside the vectors)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    params: dict[str, int | float] = Field(default_factory=dict)
+    params: dict[str, bool | int | float | str] = Field(default_factory=dict)
     recall_at_10: float | None = None  # approximate kinds: against exact search, at build time
     recall_queries: int | None = None
     recall_target: float | None = None
     build_seconds: float | None = None
+    note: str | None = None  # what a reader of the results must know (a Matryoshka truncation)
 
 
 class NoOptions(BaseModel):
@@ -99,21 +105,28 @@ class VectorIndex(ABC):
         self.doc_ids = list(ids) if ids is not None else None
         self.id_order = id_ranks(ids, len(vectors))
         self.options = self.validate_options(options)
-        self._recall: tuple[float, int, float] | None = None
+        self._recall: tuple[float, int, float | None] | None = None  # (recall@10, queries, target)
         self._file: tuple[str, str | None] | None = None  # (file name, sha256) once saved
         self._build()
         self.build_seconds = time.perf_counter() - started
 
     @classmethod
-    def validate_options(cls, options: Mapping[str, Any] | None) -> BaseModel:
+    def validate_options(cls, options: Mapping[str, Any] | None, *, prefix: str = "") -> BaseModel:
+        """The options validated by ``Options``; one line on a mistake ("Did you mean" for a typo).
+        ``prefix`` is how the user wrote the names (``index_`` in a model spec)."""
         try:
             return cls.Options.model_validate(dict(options or {}))
         except ValidationError as err:
             first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "options"
-            allowed = ", ".join(cls.Options.model_fields) or "none"
+            where = prefix + (".".join(str(p) for p in first["loc"]) or "options")
+            names = [prefix + name for name in cls.Options.model_fields]
+            close = (
+                difflib.get_close_matches(where, names, n=1, cutoff=0.6) if first["type"] == "extra_forbidden" else []
+            )
+            mean = f"Did you mean {close[0]!r}? " if close else ""
             raise EmbedlabError(
-                f"invalid option {where!r} for index {cls.kind!r}: {first['msg']}", hint=f"options it takes: {allowed}"
+                f"invalid option {where!r} for index {cls.kind!r}: {first['msg']}",
+                hint=f"{mean}options it takes: {', '.join(names) or 'none'}",
             ) from None
 
     @abstractmethod
@@ -126,7 +139,7 @@ class VectorIndex(ABC):
 
     def search(self, queries: np.ndarray, k: int, *, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        candidates = len(self.vectors) if rows is None else len(rows)
+        candidates = len(self) if rows is None else len(rows)
         k = max(0, min(int(k), candidates))
         if k == 0 or len(queries) == 0:
             return np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), np.int64)
@@ -143,6 +156,15 @@ class VectorIndex(ABC):
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def release_vectors(self) -> None:
+        """Drop this index's reference to the float rows (a kind that searches its own codes);
+        such a kind must override ``__len__``."""
+        self.vectors = np.zeros((0, self.vectors.shape[1]), np.float32)
+
+    def note(self) -> str | None:
+        """A caveat every report of this index must carry (None: none)."""
+        return None
 
     @property
     def memory_bytes(self) -> int:
@@ -171,6 +193,7 @@ class VectorIndex(ABC):
             recall_queries=None if recall is None else recall[1],
             recall_target=None if recall is None else recall[2],
             build_seconds=round(self.build_seconds, 3) if hasattr(self, "build_seconds") else None,
+            note=self.note(),
         )
 
     def measure_recall(self, *, queries: int = RECALL_QUERIES, seed: int = 0) -> float:
@@ -181,6 +204,8 @@ class VectorIndex(ABC):
         from embedlab.index.exact import top_k
 
         n = len(self.vectors)
+        if n != len(self):
+            raise RuntimeError("recall is measured at build time, before the float vectors are released")
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=min(queries, n), replace=False))
         q = np.ascontiguousarray(self.vectors[sample], dtype=np.float32)

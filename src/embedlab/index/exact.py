@@ -10,6 +10,8 @@ Ties are broken deterministically: score descending, then document id ascending
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from embedlab.index.base import VectorIndex, register_index
@@ -40,7 +42,24 @@ def top_k(
     queries: np.ndarray, docs: np.ndarray, k: int, *, id_order: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inner-product top-k: ``(scores, doc_indices)``, each (n_queries, min(k, n_docs))."""
-    n_docs = docs.shape[0]
+    return blocked_top_k(queries, docs.shape[0], k, lambda qb, start, stop: qb @ docs[start:stop].T, id_order=id_order)
+
+
+ScoreBlock = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+def blocked_top_k(
+    queries: np.ndarray,
+    n_docs: int,
+    k: int,
+    score_block: ScoreBlock,
+    *,
+    id_order: np.ndarray | None = None,
+    doc_block: int = DOC_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of any score: ``score_block(query_block, start, stop)`` scores documents
+    ``start:stop``; the same bounded block-and-merge as :func:`top_k` (compact codes are
+    decoded one block at a time, never all at once)."""
     k = max(0, min(k, n_docs))
     order = id_order if id_order is not None else np.arange(n_docs)
     all_scores = np.empty((queries.shape[0], k), dtype=np.float32)
@@ -51,8 +70,8 @@ def top_k(
         qb = queries[q0 : q0 + QUERY_BLOCK]
         best_s = np.empty((qb.shape[0], 0), dtype=np.float32)
         best_i = np.empty((qb.shape[0], 0), dtype=np.int64)
-        for d0 in range(0, n_docs, DOC_BLOCK):
-            block = qb @ docs[d0 : d0 + DOC_BLOCK].T
+        for d0 in range(0, n_docs, doc_block):
+            block = score_block(qb, d0, min(n_docs, d0 + doc_block))
             cols = np.broadcast_to(np.arange(d0, d0 + block.shape[1]), block.shape)
             s, i = select_top(block, cols, order, min(k, block.shape[1]))
             merged_s = np.concatenate([best_s, s], axis=1)

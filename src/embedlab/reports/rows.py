@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from embedlab.eval.runner import EvalReport, ModelResult
 from embedlab.reports.published import published_for_result
 
@@ -79,8 +81,20 @@ def conditions_line(result: ModelResult) -> str:
     return (
         f"{result.dataset} / {result.model}: {cond}; latency over {lat.get('samples')} single queries "
         f"({lat.get('what', '')}); corpus {corpus.get('encoded')} encoded, {corpus.get('cache_hits')} from cache"
-        f" ({corpus.get('source')})"
+        f" ({corpus.get('source')})" + index_line(m["size"].get("index_info"))
     )
+
+
+def index_line(info: dict[str, Any] | None) -> str:
+    """An approximate vector index: its kind, options, recall@10 against exact search and any
+    caveat (a Matryoshka truncation), so a quality figure is never read as the exact model's."""
+    if not info or (info.get("recall_at_10") is None and not info.get("note")):
+        return ""
+    params = ",".join(f"{k}={v}" for k, v in info.get("params", {}).items())
+    text = f"; index {info['kind']}" + (f" ({params})" if params else "")
+    if info.get("recall_at_10") is not None:
+        text += f", recall@10 vs exact {info['recall_at_10']:.3f} at build"
+    return text + (f"; NOTE: {info['note']}" if info.get("note") else "")
 
 
 FOOTNOTE = (

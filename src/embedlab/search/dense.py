@@ -1,8 +1,10 @@
-"""Dense retrieval: an encoder, the embedding cache and a vector index."""
+"""Dense retrieval: an encoder, the embedding cache and a vector index (any registered kind,
+with its options: exact, HNSW, or a compact one such as int8, binary, PCA, Matryoshka)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +20,13 @@ CORPUS_CHUNK = 50_000  # documents encoded per pass; bounds the text held in mem
 
 
 class DenseRetriever(Retriever):
-    def __init__(self, encoder: Encoder, *, label: str, index: str = "exact") -> None:
+    def __init__(
+        self, encoder: Encoder, *, label: str, index: str = "exact", index_options: Mapping[str, Any] | None = None
+    ) -> None:
         self.encoder = encoder
         self.label = label
         self.index_kind = index
+        self.index_options = dict(index_options or {})
         self.index_: VectorIndex | None = None
         self.doc_ids: list[str] = []  # the index's rows' ids (the index keeps them as objects)
 
@@ -43,7 +48,7 @@ class DenseRetriever(Retriever):
                 )
             )
         vectors = np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32)
-        self.index_ = build_index(self.index_kind, vectors, ids)
+        self.index_ = build_index(self.index_kind, vectors, ids, options=self.index_options)
         self.doc_ids = ids
 
     def _ready(self) -> VectorIndex:
@@ -65,13 +70,21 @@ class DenseRetriever(Retriever):
         return [(self.doc_ids[j], float(s)) for s, j in zip(scores[0], indices[0], strict=True)]
 
     def describe(self) -> dict[str, object]:
-        return {**self.encoder.fingerprint.as_dict(), "index": self.index_kind}
+        described: dict[str, object] = {**self.encoder.fingerprint.as_dict(), "index": self.index_kind}
+        if self.index_options:
+            described["index_options"] = dict(self.index_options)
+        return described
 
     def size_info(self) -> SizeInfo:
         info = self.encoder.size_info().copy()
         if self.index_ is not None:
+            built = self.index_.info()
             info["index_bytes"] = self.index_.memory_bytes
+            info["index_bytes_per_vector"] = self.index_.memory_bytes / max(1, len(self.index_))
             info["index"] = "exact (numpy, inner product)" if self.index_kind == "exact" else self.index_kind
+            if built.note:
+                info["index"] += f" ({built.note})"
+            info["index_info"] = built.model_dump(exclude_none=True)
         return info
 
     def conditions(self) -> Conditions:

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from embedlab.encoders.spec import ModelSpec, model_spec_from, parse_model_spec
+from embedlab.encoders.spec import ModelSpec, model_spec_from, option_text, parse_model_spec
 from embedlab.errors import EmbedlabError
 from embedlab.search.fusion import RRF_K, check_fusion
 
@@ -101,7 +101,7 @@ class PipelineSpec:
 
 def _model_text(spec: ModelSpec) -> str:
     options = {k: v for k, v in spec.flat().items() if k != "model"}
-    return spec.model + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
+    return spec.model + (":" + ",".join(f"{k}={option_text(v)}" for k, v in options.items()) if options else "")
 
 
 def parse_retrieval(text: str) -> ModelSpec | PipelineSpec:

@@ -31,21 +31,38 @@ signed 64-bit integers; text fields must be encodable as UTF-8 (no lone surrogat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
+import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from embedlab.cache.store import EmbeddingCache
 from embedlab.collection.layout import CollectionDir
-from embedlab.collection.search import MAX_K, MAX_QUERY_CHARS, pipeline_options
+from embedlab.collection.search import MAX_K, MAX_QUERY_CHARS, Query, pipeline_options, search_batch
 from embedlab.errors import EmbedlabError
 from embedlab.search.pipeline import parse_pipeline
+from embedlab.serve.batching import MicroBatcher, QueueFull
+from embedlab.serve.embeddings import (
+    EmbeddingJob,
+    OpenAIError,
+    ServedModel,
+    model_ids,
+    models_body,
+    openai_error_body,
+    parse_request,
+    response_body,
+)
 from embedlab.serve.feedback import FILE as FEEDBACK_FILE
 from embedlab.serve.feedback import INT64_MAX, FeedbackStore
 from embedlab.serve.limits import BodyLimit
@@ -60,6 +77,7 @@ if TYPE_CHECKING:
     from embedlab.search.rerank import Reranker
 
 log = logging.getLogger(__name__)
+OPENAI_PATHS = frozenset({"/v1/embeddings", "/v1/models"})  # errors there are OpenAI-shaped
 
 _MEDIA_TYPES = {".pdf": "application/pdf"}
 _PAGE_HEADERS = {
@@ -73,28 +91,76 @@ _PAGE_HEADERS = {
 
 @dataclass(frozen=True)
 class ServeConfig:
-    collection: str
+    collection: str | None = None  # None: an embeddings server only
     root: str | Path | None = None
-    model: str | None = None  # default: the collection's own model
+    models: tuple[str, ...] = ()  # model specs served on /v1/embeddings (the collection's own model always is)
     reranker: str | None = None  # a local cross-encoder folder, or "word-overlap"
     api_key: str | None = None
     max_k: int = 100
-    max_body_bytes: int = 16_384
+    max_body_bytes: int = 1_048_576
     feedback_path: Path | None = None  # default: <collection folder>/feedback.sqlite
+    max_batch: int = 64  # texts (embeddings) or queries (search) encoded together
+    max_wait_ms: float = 2.0  # how long a request that finds the encoder idle waits for company
+    max_queue: int = 4096  # texts or queries waiting; beyond it: 503 + Retry-After
+    max_inputs: int = 2048  # texts in one /v1/embeddings request
+    cache_dir: Path | None = None  # the embedding cache for /v1/embeddings (None: no cache)
 
     def __post_init__(self) -> None:
+        if self.collection is None and not self.models:
+            raise EmbedlabError("nothing to serve", expected="a collection and/or --model NAME")
         if not 1 <= self.max_k <= MAX_K:
             raise EmbedlabError("invalid max k", found=str(self.max_k), expected=f"1 to {MAX_K}")
         if self.max_body_bytes < 1024:
             raise EmbedlabError(
                 "invalid request size limit", found=f"{self.max_body_bytes} bytes", expected="at least 1024 bytes"
             )
+        if not 1 <= self.max_batch <= 4096 or not 0 <= self.max_wait_ms <= 1000 or self.max_queue < self.max_batch:
+            raise EmbedlabError(
+                "invalid batching options",
+                found=f"max batch {self.max_batch}, max wait {self.max_wait_ms} ms, queue {self.max_queue}",
+                expected="max batch 1-4096, max wait 0-1000 ms, queue >= max batch",
+            )
+        if not 1 <= self.max_inputs <= 100_000:
+            raise EmbedlabError("invalid max inputs", found=str(self.max_inputs), expected="1 to 100000")
         if self.api_key is not None and len(self.api_key) < 16:
             raise EmbedlabError(
                 "the API key is too short",
                 found=f"{len(self.api_key)} characters",
                 expected="at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)",
             )
+
+
+CONFIG_ENV = "EMBEDLAB_SERVE_CONFIG"  # how `serve --workers N` hands the configuration to each worker
+
+
+def config_to_env(config: ServeConfig) -> str:
+    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
+    return json.dumps(values)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process under ``embedlab serve --workers N`` (uvicorn's factory)."""
+    values = json.loads(os.environ[CONFIG_ENV])
+    for key in ("feedback_path", "cache_dir"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
+    values["models"] = tuple(values.get("models") or ())
+    return create_app(ServeConfig(**values))
+
+
+def preflight(config: ServeConfig) -> None:
+    """Fail before any worker starts: the collection exists, the models are known, files can be read."""
+    from embedlab.encoders.registry import check_model_exists
+    from embedlab.encoders.spec import parse_model_spec
+
+    if config.collection is not None:
+        CollectionDir(config.collection, root=config.root).live()
+    for text in config.models:
+        check_model_exists(parse_model_spec(text))
+    if config.reranker:
+        from embedlab.search.rerank import load_reranker
+
+        load_reranker(config.reranker)
 
 
 def _utf8(text: str) -> str:
@@ -144,17 +210,19 @@ def _static(name: str) -> bytes:
 
 
 def create_app(config: ServeConfig) -> FastAPI:
-    """The app serving ``config.collection`` (opened now: a missing collection or model fails here)."""
+    """The app serving ``config.collection`` and ``config.models`` (opened now: a missing collection or
+    model fails here, before the server listens)."""
     try:
-        from fastapi import FastAPI, Request
+        from fastapi import Body, FastAPI, Request
         from fastapi.exceptions import RequestValidationError
-        from fastapi.responses import FileResponse, JSONResponse, Response
+        from fastapi.responses import JSONResponse, Response
         from starlette.exceptions import HTTPException
     except ImportError:
         raise EmbedlabError("serving needs FastAPI and uvicorn", hint='pip install "embedlab[serve]"') from None
     from embedlab.search.rerank import load_reranker
 
     metrics = Metrics()
+    started_at = int(time.time())
 
     def on_open(collection: Collection, *, reloaded: bool) -> None:
         metrics.chunks.set(len(collection))
@@ -163,45 +231,77 @@ def create_app(config: ServeConfig) -> FastAPI:
             metrics.reloads.inc()
 
     reranker: Reranker | None = load_reranker(config.reranker) if config.reranker else None
-    live = LiveCollection(
-        config.collection,
-        root=config.root,
-        model_spec=config.model,
-        on_open=on_open,
-        on_failed_open=metrics.reload_failures.inc,
-    )
-    feedback = FeedbackStore(
-        config.feedback_path or CollectionDir(config.collection, root=config.root).path / FEEDBACK_FILE
+    live: LiveCollection | None = None
+    feedback: FeedbackStore | None = None
+    if config.collection is not None:
+        live = LiveCollection(
+            config.collection, root=config.root, on_open=on_open, on_failed_open=metrics.reload_failures.inc
+        )
+        feedback = FeedbackStore(
+            config.feedback_path or CollectionDir(config.collection, root=config.root).path / FEEDBACK_FILE
+        )
+    models = _served_models(config, live)
+    cache = EmbeddingCache(config.cache_dir) if config.cache_dir is not None and models else None
+    embedders = {
+        name: MicroBatcher(
+            partial(_embed_batch, served, cache),
+            name=f"embed-{name}",
+            on_batch=metrics.batch_size.labels(batcher="embeddings").observe,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            max_queue=config.max_queue,
+        )
+        for name, served in models.items()
+    }
+    searcher = (
+        MicroBatcher(
+            partial(_search_batch, live),
+            name="search",
+            on_batch=metrics.batch_size.labels(batcher="search").observe,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            max_queue=config.max_queue,
+        )
+        if live is not None
+        else None
     )
     page, script = _static("index.html"), _static("app.js")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        live.close()
-        feedback.close()
+        for batcher in batchers.values():
+            batcher.close()
+        if live is not None:
+            live.close()
+        if feedback is not None:
+            feedback.close()
+        if cache is not None:
+            cache.close()
 
     app = FastAPI(title="embedlab", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json", lifespan=lifespan)
     app.state.config = config
     app.state.live = live
     app.state.feedback = feedback
     app.state.metrics = metrics
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    batchers: dict[str, MicroBatcher[Any, Any]] = {**embedders, **({"search": searcher} if searcher else {})}
+    app.state.batchers = batchers
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, openai_paths=OPENAI_PATHS)
 
     @app.middleware("http")
     async def count(request: Request, call_next):
         started = time.perf_counter()
         path = request.scope["path"]
         if config.api_key is not None and path.startswith("/v1/") and not _authorized(request, config):
-            response = JSONResponse(
-                {"error": "missing or wrong API key"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-            )
+            message = "missing or wrong API key"
+            body = openai_error_body(message, code="invalid_api_key") if path in OPENAI_PATHS else {"error": message}
+            response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         else:
             try:
                 response = await call_next(request)
             except Exception:  # a bug: logged with its traceback, counted, answered in JSON
                 log.exception("internal error answering %s %s", request.method[:40], _loc_part(path, limit=200))
-                response = _internal_error()
+                response = _internal_error(path)
         route = route_label(getattr(request.scope.get("route"), "path", None), route_templates)
         metrics.observe_request(
             route=route, method=request.method, status=response.status_code, seconds=time.perf_counter() - started
@@ -209,22 +309,37 @@ def create_app(config: ServeConfig) -> FastAPI:
         return response
 
     @app.exception_handler(EmbedlabError)
-    async def user_error(_: Request, err: EmbedlabError) -> JSONResponse:
+    async def user_error(request: Request, err: EmbedlabError) -> JSONResponse:
+        if request.scope["path"] in OPENAI_PATHS:
+            return JSONResponse(openai_error_body(err.one_line()), status_code=400)
         return JSONResponse({"error": err.one_line()}, status_code=400)
+
+    @app.exception_handler(OpenAIError)
+    async def openai_error(_: Request, err: OpenAIError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(QueueFull)
+    async def busy(request: Request, err: QueueFull) -> JSONResponse:
+        message = "the server is busy (the batching queue is full); retry shortly"
+        body = openai_error_body(message, kind="server_error", code="server_busy")
+        headers = {"Retry-After": str(err.retry_after)}
+        if request.scope["path"] not in OPENAI_PATHS:
+            body = {"error": message}
+        return JSONResponse(body, status_code=503, headers=headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": _http_error_message(request, err)}, status_code=err.status_code, headers=err.headers
-        )
+        message = _http_error_message(request, err)
+        body = openai_error_body(message) if request.scope["path"] in OPENAI_PATHS else {"error": message}
+        return JSONResponse(body, status_code=err.status_code, headers=err.headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:
         # reached only when the error escapes the middleware above; Starlette logs the traceback
-        return _internal_error()
+        return _internal_error(request.scope["path"])
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         parts = []
         for item in err.errors()[:10]:
             if item.get("type") == "json_invalid":
@@ -233,56 +348,68 @@ def create_app(config: ServeConfig) -> FastAPI:
                 continue
             where = ".".join(_loc_part(p) for p in item.get("loc", ()) if p != "body") or "body"
             parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        if request.scope["path"] in OPENAI_PATHS:
+            return JSONResponse(openai_error_body("; ".join(parts)), status_code=400)
         return JSONResponse({"error": "; ".join(parts)}, status_code=422)
 
+    if live is not None and searcher is not None and feedback is not None:
+        _collection_routes(app, config, live, searcher, feedback, reranker, metrics, page, script)
+
+    if models:
+
+        @app.post("/v1/embeddings")
+        async def embeddings(raw: Any = Body()) -> JSONResponse:  # validated by parse_request: OpenAI's errors
+            body, served, job = parse_request(raw, models, max_inputs=config.max_inputs)
+            t = time.perf_counter()
+            vectors = await embedders[served.id].submit(job, size=len(job.texts))
+            metrics.observe_embeddings(len(job.texts), (time.perf_counter() - t) * 1000.0)
+            return JSONResponse(response_body(body, served, job, vectors))
+
+        @app.get("/v1/models")
+        def list_models() -> JSONResponse:
+            return JSONResponse(models_body(models, created=started_at))
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        info: dict[str, object] = {"status": "ok", "auth": config.api_key is not None, "models": model_ids(models)}
+        if live is not None:  # no lock: health answers while a batch is running
+            current = live.current
+            info.update(
+                collection=current.name,
+                generation=current.generation,
+                chunks=len(current),
+                max_k=config.max_k,
+                reranker=reranker.name if reranker else None,
+            )
+        return JSONResponse(info)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        for name, batcher in batchers.items():
+            metrics.queue.labels(batcher=_batcher_label(name)).set(batcher.waiting)
+        data, content_type = metrics.render()
+        return Response(data, media_type=content_type)
+
+    route_templates = frozenset(getattr(route, "path", "") for route in app.routes)
+    return app
+
+
+def _collection_routes(app, config, live, searcher, feedback, reranker, metrics, page, script) -> None:
+    """Search, feedback, documents and the web page: the routes of a served collection."""
+    from fastapi.responses import FileResponse, JSONResponse, Response
+
     @app.post("/v1/search")
-    def search(body: SearchRequest) -> JSONResponse:
+    async def search(body: SearchRequest) -> JSONResponse:
         if body.k > config.max_k:
             return JSONResponse(
                 {"error": f"k: {body.k} is above this server's limit of {config.max_k}"}, status_code=422
             )
-        if body.pipeline is not None:
-            return _pipeline_search(body)
-        use = reranker if body.rerank else None
-        response = live.run(
-            lambda c: c.search(
-                body.query,
-                k=body.k,
-                mode=body.mode,
-                rrf_k=body.rrf_k,
-                weights=body.weights,
-                path_filter=body.filter,
-                reranker=use,
-            )
-        )
-        metrics.observe_search(response.mode, response.latency_ms)
-        return JSONResponse(response.to_dict())
-
-    def _pipeline_search(body: SearchRequest) -> JSONResponse:
-        pipeline = parse_pipeline(body.pipeline or "")
-
-        def run(c: Collection) -> SearchResponse:
-            chosen = pipeline_options(pipeline, dense_model=c.dense_model)
-            if chosen.reranker is not None and (reranker is None or chosen.reranker != config.reranker):
-                raise EmbedlabError(
-                    f"re-ranker {chosen.reranker!r} is not this server's",
-                    expected=repr(config.reranker) if config.reranker else "no re-rank stage",
-                )
-            return c.search(
-                body.query,
-                k=body.k,
-                mode=chosen.mode,
-                rrf_k=chosen.rrf_k,
-                weights=chosen.weights,
-                path_filter=body.filter,
-                reranker=reranker if chosen.reranker else None,
-                rerank_depth=chosen.rerank_depth,
-                candidates=chosen.candidates,
-            )
-
-        response = live.run(run)
-        metrics.observe_search(response.mode, response.latency_ms)
-        return JSONResponse(response.to_dict())
+        query = _query(body, live.current, reranker, config)
+        result = await searcher.submit(query)
+        if isinstance(result, EmbedlabError):
+            raise result
+        metrics.observe_search(result.mode, result.latency_ms)
+        return JSONResponse(result.to_dict())
 
     @app.post("/v1/feedback")
     def give_feedback(body: FeedbackRequest) -> JSONResponse:
@@ -290,7 +417,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             row = collection.store.chunks([body.chunk_id]).get(body.chunk_id)
             return collection.generation, (row.path if row else None), (row.page if row else None)
 
-        generation, path, page = live.run(locate)
+        generation, path, page_number = live.run(locate)
         row_id = feedback.add(
             collection=config.collection,
             generation=body.generation or generation,
@@ -299,7 +426,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             kind=body.kind,
             chunk_id=body.chunk_id,
             path=path,
-            page=page,
+            page=page_number,
             rank=body.rank,
             result_ids=body.result_ids,
             session=body.session,
@@ -320,26 +447,6 @@ def create_app(config: ServeConfig) -> FastAPI:
             headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"},
         )
 
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        collection, generation, chunks = live.run(lambda c: (c.name, c.generation, len(c)))
-        return JSONResponse(
-            {
-                "status": "ok",
-                "collection": collection,
-                "generation": generation,
-                "chunks": chunks,
-                "auth": config.api_key is not None,
-                "max_k": config.max_k,
-                "reranker": reranker.name if reranker else None,
-            }
-        )
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        data, content_type = metrics.render()
-        return Response(data, media_type=content_type)
-
     @app.get("/")
     def index() -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
@@ -348,8 +455,79 @@ def create_app(config: ServeConfig) -> FastAPI:
     def app_js() -> Response:
         return Response(script, media_type="text/javascript; charset=utf-8", headers=_PAGE_HEADERS)
 
-    route_templates = frozenset(getattr(route, "path", "") for route in app.routes)
-    return app
+
+def _query(body: SearchRequest, collection: Collection, reranker: Reranker | None, config: ServeConfig) -> Query:
+    """The request as a :class:`Query`; a pipeline maps onto the collection (its re-rank stage must be
+    this server's own re-ranker: a request never loads a model)."""
+    if body.pipeline is None:
+        return Query(
+            query=body.query,
+            k=body.k,
+            mode=body.mode,
+            rrf_k=body.rrf_k,
+            weights=body.weights,
+            path_filter=body.filter,
+            reranker=reranker if body.rerank else None,
+        )
+    chosen = pipeline_options(parse_pipeline(body.pipeline), dense_model=collection.dense_model)
+    if chosen.reranker is not None and (reranker is None or chosen.reranker != config.reranker):
+        raise EmbedlabError(
+            f"re-ranker {chosen.reranker!r} is not this server's",
+            expected=repr(config.reranker) if config.reranker else "no re-rank stage",
+        )
+    return Query(
+        query=body.query,
+        k=body.k,
+        mode=chosen.mode,
+        rrf_k=chosen.rrf_k,
+        weights=chosen.weights,
+        path_filter=body.filter,
+        reranker=reranker if chosen.reranker else None,
+        rerank_depth=chosen.rerank_depth,
+        candidates=chosen.candidates,
+    )
+
+
+def _search_batch(live: LiveCollection, queries: list[Query]) -> list[SearchResponse | EmbedlabError]:
+    return live.run(lambda c: search_batch(c, queries))
+
+
+def _served_models(config: ServeConfig, live: LiveCollection | None) -> dict[str, ServedModel]:
+    """``--model`` specs, loaded now, plus the collection's own model (its encoder follows updates)."""
+    from embedlab.encoders.registry import load_encoder
+    from embedlab.encoders.spec import parse_model_spec
+
+    models: dict[str, ServedModel] = {}
+    if live is not None:  # the same fingerprint in every generation (checked when one opens)
+        name = live.current.manifest.model
+        models[name] = ServedModel(id=name, encoder=live.current.encoder)
+    for text in config.models:
+        spec = parse_model_spec(text)
+        if spec.name in models:
+            if live is not None and spec.name == live.current.manifest.model:
+                continue  # the collection's own model: served already, with the collection's encoder
+            raise EmbedlabError(f"model {spec.name!r} is served twice", hint="give one of them a label=")
+        models[spec.name] = ServedModel(id=spec.name, encoder=load_encoder(spec))
+    return models
+
+
+def _embed_batch(served: ServedModel, cache: EmbeddingCache | None, jobs: list[EmbeddingJob]) -> list[np.ndarray]:
+    """Every text of every job in one encoder call per role; each job gets its rows back."""
+    out: list[np.ndarray] = [np.zeros((0, served.encoder.dim), np.float32)] * len(jobs)
+    for role in ("document", "query"):
+        mine = [n for n, job in enumerate(jobs) if job.role == role]
+        if not mine:
+            continue
+        vectors = served.encoder.encode([text for n in mine for text in jobs[n].texts], role=role, cache=cache)
+        start = 0
+        for n in mine:
+            out[n] = vectors[start : start + len(jobs[n].texts)]
+            start += len(jobs[n].texts)
+    return out
+
+
+def _batcher_label(name: str) -> str:
+    return "search" if name == "search" else "embeddings"
 
 
 def _loc_part(part: object, *, limit: int = 60) -> str:
@@ -361,9 +539,11 @@ def _loc_part(part: object, *, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _internal_error():
+def _internal_error(path: str = ""):
     from fastapi.responses import JSONResponse
 
+    if path in OPENAI_PATHS:
+        return JSONResponse(openai_error_body("internal error", kind="server_error"), status_code=500)
     return JSONResponse({"error": "internal error"}, status_code=500)
 
 

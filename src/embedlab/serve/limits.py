@@ -17,8 +17,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def _refuse(send: Send, max_bytes: int) -> None:
-    body = json.dumps({"error": f"request body is larger than this server's limit of {max_bytes} bytes"}).encode()
+async def _refuse(send: Send, max_bytes: int, *, openai: bool) -> None:
+    message = f"request body is larger than this server's limit of {max_bytes} bytes"
+    shaped = {"message": message, "type": "invalid_request_error", "param": None, "code": "request_too_large"}
+    body = json.dumps({"error": shaped if openai else message}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -34,9 +36,10 @@ async def _refuse(send: Send, max_bytes: int) -> None:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, openai_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.openai_paths = openai_paths  # answered in OpenAI's error shape
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +52,7 @@ class BodyLimit:
                 except ValueError:
                     declared = self.max_bytes + 1
                 if declared > self.max_bytes:
-                    await _refuse(send, self.max_bytes)
+                    await _refuse(send, self.max_bytes, openai=scope.get("path") in self.openai_paths)
                     return
         seen = 0
         state = {"started": False, "refused": False}
@@ -64,7 +67,7 @@ class BodyLimit:
                 if seen > self.max_bytes and not state["started"]:
                     # answer now; the app sees a client that went away, and its own answer is dropped
                     state["refused"] = True
-                    await _refuse(send, self.max_bytes)
+                    await _refuse(send, self.max_bytes, openai=scope.get("path") in self.openai_paths)
                     return {"type": "http.disconnect"}
             return message
 

@@ -57,6 +57,12 @@ class LiveCollection:
         if on_open is not None:
             on_open(self._collection, reloaded=False)
 
+    @property
+    def current(self) -> Collection:
+        """The generation being served, without waiting for a running search (for health checks and
+        request parsing; searches go through :meth:`run`, which follows updates)."""
+        return self._collection
+
     def run(self, work: Callable[[Collection], _T]) -> _T:
         """``work(collection)`` on the newest generation, one call at a time."""
         with self._lock:

@@ -4,6 +4,9 @@
   every request, labelled by route template (``/v1/documents/{path}``, never the raw path).
 - ``embedlab_search_seconds{mode,stage}``: the search latency breakdown (encode, search,
   fuse, rerank, fetch, total) as histograms.
+- ``embedlab_embedding_texts_total``, ``embedlab_embedding_request_seconds``: /v1/embeddings.
+- ``embedlab_batch_queue{batcher}``: texts or queries waiting for the encoder (search, embeddings),
+  ``embedlab_batch_size{batcher}``: units per encoder batch (how well requests are gathered).
 - ``embedlab_feedback_total{kind}``, ``embedlab_collection_reloads_total``,
   ``embedlab_collection_reload_failures_total`` (a newer generation that could not be opened),
   ``embedlab_collection_chunks``, ``embedlab_collection_generation``.
@@ -71,6 +74,21 @@ class Metrics:
             "Attempts to open a newer generation that failed",
             registry=self.registry,
         )
+        self.embedding_texts = Counter("embedlab_embedding_texts", "Texts embedded", registry=self.registry)
+        self.embedding_seconds = Histogram(
+            "embedlab_embedding_request_seconds",
+            "Time an embeddings request waited for its vectors",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue = Gauge("embedlab_batch_queue", "Units waiting for the encoder", ["batcher"], registry=self.registry)
+        self.batch_size = Histogram(
+            "embedlab_batch_size",
+            "Units (texts or queries) per encoder batch",
+            ["batcher"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
         self.chunks = Gauge("embedlab_collection_chunks", "Chunks in the served generation", registry=self.registry)
         self.generation = Gauge("embedlab_collection_generation", "Served generation", registry=self.registry)
 
@@ -83,6 +101,10 @@ class Metrics:
         for stage, ms in latency_ms.items():
             if ms or stage == "total":
                 self.search_seconds.labels(mode=mode, stage=stage).observe(ms / 1000.0)
+
+    def observe_embeddings(self, texts: int, ms: float) -> None:
+        self.embedding_texts.inc(texts)
+        self.embedding_seconds.observe(ms / 1000.0)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -1,0 +1,106 @@
+"""Collections from Python: ``build_collection``, ``update_collection``, ``open_collection``.
+
+The same functions ``embedlab index build|update`` and ``embedlab search`` call
+(:mod:`embedlab.collection`); an open :class:`~embedlab.collection.collection.Collection`
+answers ``search(query, k=..., mode="dense"|"bm25"|"hybrid")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embedlab.api import specs
+from embedlab.collection.builder import BuildReport
+from embedlab.collection.collection import Collection
+from embedlab.data.library import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_TEXT_BYTES, LibraryRules
+from embedlab.encoders.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from embedlab.api.model import Model
+
+
+def build_collection(
+    folder: str | Path,
+    name: str,
+    *,
+    model: str | ModelSpec | Model,
+    chunk_tokens: int = 256,
+    overlap: int = 32,
+    root: str | Path | None = None,
+    replace: bool = False,
+    cache: specs.Cache = True,
+    ann_threshold: int | None = None,
+    follow_links: bool = False,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+    max_chunks: int = DEFAULT_MAX_CHUNKS,
+    show_progress: bool = False,
+) -> BuildReport:
+    """Index every readable file of ``folder`` (PDF, text, Markdown, HTML) into collection ``name``,
+    as ``embedlab index build FOLDER --collection NAME --model MODEL`` does.
+
+    ``root``: the collections folder (default ``$EMBEDLAB_COLLECTIONS`` or ``./collections``).
+    Chunks hold up to ``chunk_tokens`` of the model's tokens, ``overlap`` shared.  Files over the
+    caps (``max_pages`` per PDF, ``max_text_bytes``, ``max_chunks`` per file) and links out of the
+    folder (unless ``follow_links``) are skipped and listed in the report's ``skipped``.
+
+    >>> report = build_collection("papers", "papers", model="all-MiniLM-L6-v2", chunk_tokens=128)
+    >>> report.generation, report.files, report.chunks > 0, report.skipped
+    (1, 4, True, ())
+    """
+    from embedlab.collection.builder import build
+    from embedlab.collection.vectors import ANN_THRESHOLD
+
+    use_cache, cache_dir = specs.cache_option(cache)
+    rules = LibraryRules(
+        follow_links=follow_links, max_pages=max_pages, max_text_bytes=max_text_bytes, max_chunks=max_chunks
+    )
+    return build(
+        folder,
+        name,
+        model_spec=specs.dense_model(model),
+        rules=rules,
+        max_tokens=chunk_tokens,
+        overlap=overlap,
+        root=root,
+        replace=replace,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        ann_threshold=ANN_THRESHOLD if ann_threshold is None else ann_threshold,
+        show_progress=show_progress,
+    )
+
+
+def update_collection(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    folder: str | Path | None = None,
+    cache: specs.Cache = True,
+    show_progress: bool = False,
+) -> BuildReport:
+    """Re-read collection ``name``'s folder (or ``folder``, when it moved), as ``embedlab index
+    update``: new and changed files are indexed, deleted ones dropped, the rest carried over."""
+    from embedlab.collection.builder import update
+
+    use_cache, cache_dir = specs.cache_option(cache)
+    return update(name, root=root, folder=folder, cache_dir=cache_dir, use_cache=use_cache, show_progress=show_progress)
+
+
+def open_collection(
+    name: str, *, root: str | Path | None = None, model: str | ModelSpec | Model | None = None
+) -> Collection:
+    """Open collection ``name`` for search (also ``embedlab.Collection.open``).
+
+    ``model`` (default: the collection's own) must have the fingerprint the collection was built
+    with.  Close it with ``close()`` or use it in a ``with`` block.
+
+    >>> with open_collection("lib") as lib:
+    ...     response = lib.search("reset my password", k=3, mode="bm25")
+    >>> [hit.path for hit in response.hits][:1]
+    ['guide/passwords.md']
+    """
+    from embedlab.collection.collection import open_collection as open_live
+
+    return open_live(name, model_spec=None if model is None else specs.dense_model(model), root=root)

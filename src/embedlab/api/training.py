@@ -1,0 +1,103 @@
+"""``embedlab.finetune``: contrastive fine-tuning with mined hard negatives and a before/after verdict.
+
+The keyword options are ``embedlab finetune``'s (which calls this function); the work is
+:func:`embedlab.train.run.run_finetune` (its docstring gives the order of the steps).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embedlab.api import specs
+from embedlab.errors import EmbedlabError
+from embedlab.train.loop import TrainConfig
+from embedlab.train.mining import MiningConfig
+from embedlab.train.run import FinetuneResult, FinetuneSpec, run_finetune
+
+
+def finetune(
+    base: str,
+    train: str | Path,
+    test: str | Path,
+    out: str | Path,
+    *,
+    train_format: str = "auto",
+    train_split: str = "train",
+    test_split: str = "test",
+    loss: str = "mnrl",
+    matryoshka: tuple[int, ...] = (),
+    epochs: int = 4,
+    batch_size: int = 32,
+    mini_batch_size: int = 16,
+    learning_rate: float = 5e-5,
+    warmup: float = 0.1,
+    max_length: int | None = None,
+    dev_ratio: float = 0.1,
+    patience: int = 2,
+    seed: int = 0,
+    hard_negatives: int = 1,
+    mine_ranks: tuple[int, int] = (10, 30),
+    mine_margin: float = 0.95,
+    cross_encoder: str | None = None,
+    allow_leakage: bool = False,
+    drop_leaked: bool = False,
+    alpha: float = 0.05,
+    cache: specs.Cache = True,
+    latency_queries: int = 100,
+    show_progress: bool = False,
+) -> FinetuneResult | None:
+    """Fine-tune ``base`` on ``train`` and judge it against the base on ``test``; the model folder,
+    its card (README.md), ``finetune.json`` and ``report.html`` are written to ``out`` (which must
+    not exist or be empty).
+
+    ``train``: a BEIR dataset (its ``train_split``), or pairs / triplets / click-log JSONL.  Training
+    and test queries that overlap stop the run unless ``drop_leaked`` (train without them) or
+    ``allow_leakage``.  ``result.verdict.improved`` says whether NDCG@10 rose significantly (p <
+    ``alpha``).  Under torchrun only rank 0 returns a result; the other ranks return None.
+
+    >>> result = finetune(  # doctest: +SKIP
+    ...     "all-MiniLM-L6-v2", "scifact", "scifact", "models/scifact-ft", drop_leaked=True
+    ... )
+    >>> result.verdict.improved  # doctest: +SKIP
+    True
+    """
+    if len(mine_ranks) != 2:
+        raise EmbedlabError(f"invalid mine_ranks {mine_ranks!r}", expected="(FROM, TO) such as (10, 30)")
+    use_cache, cache_dir = specs.cache_option(cache)
+    spec = FinetuneSpec(
+        base=base,
+        train=str(train),
+        test=str(test),
+        out=Path(out),
+        train_format=train_format,
+        train_split=train_split,
+        test_split=test_split,
+        training=TrainConfig(
+            loss=loss,
+            epochs=epochs,
+            batch_size=batch_size,
+            mini_batch_size=mini_batch_size,
+            learning_rate=learning_rate,
+            warmup_ratio=warmup,
+            max_length=max_length,
+            matryoshka_dims=tuple(matryoshka),
+            patience=patience,
+            seed=seed,
+        ),
+        mining=MiningConfig(
+            per_query=hard_negatives,
+            rank_from=mine_ranks[0],
+            rank_to=mine_ranks[1],
+            margin=mine_margin,
+            cross_encoder=cross_encoder,
+        ),
+        dev_ratio=dev_ratio,
+        allow_leakage=allow_leakage,
+        drop_leaked=drop_leaked,
+        alpha=alpha,
+        use_cache=use_cache,
+        cache_dir=cache_dir,
+        latency_queries=specs.positive_int(latency_queries, name="latency_queries", minimum=0),
+        show_progress=show_progress,
+    )
+    return run_finetune(spec)
