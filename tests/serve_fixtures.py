@@ -36,15 +36,17 @@ def build_collection(library: Path, root: Path, name: str = "lib") -> None:
 
 
 @contextlib.contextmanager
-def running(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port); yields the base URL."""
+def running(app, *, http: str = "auto") -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port); yields the base URL.  ``http``: uvicorn's
+    HTTP parser ("auto" picks httptools when installed, as `embedlab serve` does; "h11" passes any
+    method token through to the app)."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=http))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

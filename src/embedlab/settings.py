@@ -2,6 +2,8 @@
 
 - ``EMBEDLAB_DATA``: folder of named datasets (``--dataset scifact`` -> ``$EMBEDLAB_DATA/scifact``).
 - ``EMBEDLAB_CACHE``: embedding cache and converted models (default ``~/.cache/embedlab``).
+- ``EMBEDLAB_THREADS``: compute threads per model when a model spec gives no ``threads=`` (default:
+  every core; ``embedlab serve --workers N`` sets it to cores / N so workers do not oversubscribe).
 """
 
 from __future__ import annotations
@@ -21,3 +23,10 @@ def cache_dir() -> Path:
         return Path(value).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "embedlab"
+
+
+def default_threads() -> int:
+    value = os.environ.get("EMBEDLAB_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return os.cpu_count() or 1

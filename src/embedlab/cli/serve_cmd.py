@@ -42,7 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model (default 1)")
     b = p.add_argument_group("dynamic batching (concurrent requests share one encoder call)")
     b.add_argument("--max-batch", type=int, default=64, help="texts or queries per encoder call (default 64)")
-    b.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for more requests when idle (default 2)")
+    b.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=0.0,
+        help="wait for more requests when idle (default 0: requests pile up while a batch runs)",
+    )
     b.add_argument("--max-queue", type=int, default=4096, help="waiting texts/queries before 503 (default 4096)")
     b.add_argument("--max-inputs", type=int, default=2048, help="texts per /v1/embeddings request (default 2048)")
     b.add_argument("--cache-dir", type=Path, help="use the embedding cache in this folder for /v1/embeddings")
@@ -146,6 +151,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     preflight(config)  # user errors as one line here, not as tracebacks in every worker
     os.environ[CONFIG_ENV] = config_to_env(config)
+    # each worker has its own model: split the cores between them unless the user chose
+    os.environ.setdefault("EMBEDLAB_THREADS", str(max(1, (os.cpu_count() or 1) // args.workers)))
     log.info("serving %s on http://%s:%d/ with %d worker processes", what, args.host, args.port, args.workers)
     uvicorn.run(
         "embedlab.serve.app:app_from_environment",

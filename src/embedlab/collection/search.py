@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,10 +68,21 @@ class Hit:
         return mark(self.text, Snippet(self.snippet_start, self.snippet_end, inside), before=before, after=after)
 
     def to_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out["highlights"] = [list(span) for span in self.highlights]
-        out["snippet"] = self.snippet
-        return out
+        return {
+            "rank": self.rank,
+            "chunk_id": self.chunk_id,
+            "path": self.path,
+            "page": self.page,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "score": self.score,
+            "scores": dict(self.scores),
+            "text": self.text,
+            "snippet_start": self.snippet_start,
+            "snippet_end": self.snippet_end,
+            "highlights": [list(span) for span in self.highlights],
+            "snippet": self.snippet,
+        }
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def highlights(text: str, query: str, analyzer: TermAnalyzer) -> tuple[tuple[int
     wanted = set(analyzer.terms(query))
     if not wanted:
         return ()
-    return tuple((s, e) for s, e, term in analyzer.spans(text) if term in wanted)
+    return tuple(analyzer.matching_spans(text, wanted))
 
 
 def _snap_start(text: str, start: int) -> int:

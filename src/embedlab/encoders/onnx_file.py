@@ -16,13 +16,13 @@ the tokenizer's sha256, identifies the weights in the fingerprint.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from embedlab import settings
 from embedlab.encoders.base import Encoder, Fingerprint
 from embedlab.encoders.pooling import pool
 from embedlab.encoders.resolve import PackageFile, locate_model, sha256_file, verify_sha256
@@ -118,7 +118,7 @@ class OnnxFileEncoder(Encoder):
             )
         self.max_length = spec.max_length or model.max_length
         self.pooling = "mean" if model.pooled else (spec.pooling or "mean")
-        self.threads = spec.threads or os.cpu_count() or 1
+        self.threads = spec.threads or settings.default_threads()
         self.batch_size = spec.batch_size
         self.tokenizer = load_tokenizer(tokenizer_folder, self.max_length)
         self.session = onnx_session(path, self.threads)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -53,7 +52,7 @@ class TransformerEncoder(Encoder):
         self.backend = (
             spec.backend if spec.backend != "auto" else ("torch" if self.device.startswith("cuda") else "onnx")
         )
-        self.threads = spec.threads or os.cpu_count() or 1
+        self.threads = spec.threads or settings.default_threads()
         self.batch_size = spec.batch_size
         self.tokenizer = load_tokenizer(folder, self.max_length)
         self.dim = _hidden_size(folder)

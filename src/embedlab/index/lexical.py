@@ -65,20 +65,46 @@ class TermAnalyzer:
     For queries (a term is looked up in the index's own vocabulary, so no tokenizer state is
     kept between queries) and for highlighting query terms in a snippet."""
 
+    _MEMO_LIMIT = 200_000  # distinct words remembered (a few MB); a served collection's vocabulary fits
+
     def __init__(self, stemmer: str = STEMMER) -> None:
         tokenizer = bm25_tokenizer(stemmer)
         self._stopwords = frozenset(tokenizer.stopwords or ())
         self._stem = tokenizer.stemmer or (lambda word: word)
         self._words = re.compile(TOKEN_PATTERN)
+        # word -> term (None for a stop word): snippets analyse every word of every hit, and a dict
+        # lookup is an order of magnitude cheaper than lower-casing and stemming again
+        self._memo: dict[str, str | None] = {}
+
+    def _term(self, word: str) -> str | None:
+        term = self._memo.get(word, "")
+        if term != "":
+            return term
+        lower = word.lower()
+        term = None if lower in self._stopwords else self._stem(lower)
+        if len(self._memo) < self._MEMO_LIMIT:
+            self._memo[word] = term
+        return term
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """``(start, end, term)`` of every indexed word of ``text`` (stop words left out)."""
         out = []
         for match in self._words.finditer(text):
-            word = match.group().lower()
-            if word not in self._stopwords:
-                out.append((match.start(), match.end(), self._stem(word)))
+            term = self._term(match.group())
+            if term is not None:
+                out.append((match.start(), match.end(), term))
         return out
+
+    def matching_spans(self, text: str, wanted: set[str]) -> list[tuple[int, int]]:
+        """``(start, end)`` of the words of ``text`` whose term is in ``wanted`` (snippet highlights:
+        the same analysis as :meth:`spans`, with the per-word work in list comprehensions)."""
+        matches = list(self._words.finditer(text))
+        memo = self._memo
+        terms = [memo.get(m.group(), "") for m in matches]
+        for n, term in enumerate(terms):
+            if term == "":
+                terms[n] = self._term(matches[n].group())
+        return [m.span() for m, term in zip(matches, terms, strict=True) if term in wanted]
 
     def terms(self, text: str) -> list[str]:
         return [term for _, _, term in self.spans(text)]

@@ -65,9 +65,10 @@ from embedlab.serve.embeddings import (
 )
 from embedlab.serve.feedback import FILE as FEEDBACK_FILE
 from embedlab.serve.feedback import INT64_MAX, FeedbackStore
+from embedlab.serve.gate import Gate
 from embedlab.serve.limits import BodyLimit
 from embedlab.serve.live import LiveCollection
-from embedlab.serve.metrics import Metrics, route_label
+from embedlab.serve.metrics import Metrics
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -100,7 +101,7 @@ class ServeConfig:
     max_body_bytes: int = 1_048_576
     feedback_path: Path | None = None  # default: <collection folder>/feedback.sqlite
     max_batch: int = 64  # texts (embeddings) or queries (search) encoded together
-    max_wait_ms: float = 2.0  # how long a request that finds the encoder idle waits for company
+    max_wait_ms: float = 0.0  # how long a request that finds the encoder idle waits for company
     max_queue: int = 4096  # texts or queries waiting; beyond it: 503 + Retry-After
     max_inputs: int = 2048  # texts in one /v1/embeddings request
     cache_dir: Path | None = None  # the embedding cache for /v1/embeddings (None: no cache)
@@ -288,25 +289,22 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.batchers = batchers
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, openai_paths=OPENAI_PATHS)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        started = time.perf_counter()
-        path = request.scope["path"]
-        if config.api_key is not None and path.startswith("/v1/") and not _authorized(request, config):
-            message = "missing or wrong API key"
-            body = openai_error_body(message, code="invalid_api_key") if path in OPENAI_PATHS else {"error": message}
-            response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        else:
-            try:
-                response = await call_next(request)
-            except Exception:  # a bug: logged with its traceback, counted, answered in JSON
-                log.exception("internal error answering %s %s", request.method[:40], _loc_part(path, limit=200))
-                response = _internal_error(path)
-        route = route_label(getattr(request.scope.get("route"), "path", None), route_templates)
-        metrics.observe_request(
-            route=route, method=request.method, status=response.status_code, seconds=time.perf_counter() - started
-        )
-        return response
+    templates: set[str] = set()  # the route templates, filled once every route is registered (below)
+
+    def error_body(path: str, message: str, code: str | None) -> dict[str, Any]:
+        if path in OPENAI_PATHS:
+            return openai_error_body(
+                message, kind="server_error" if code is None else "invalid_request_error", code=code
+            )
+        return {"error": message}
+
+    app.add_middleware(
+        Gate,
+        authorized=(lambda scope: _authorized(Request(scope), config)) if config.api_key is not None else None,
+        error_body=error_body,
+        metrics=metrics,
+        templates=lambda: templates,
+    )
 
     @app.exception_handler(EmbedlabError)
     async def user_error(request: Request, err: EmbedlabError) -> JSONResponse:
@@ -390,7 +388,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
-    route_templates = frozenset(getattr(route, "path", "") for route in app.routes)
+    templates.update(getattr(route, "path", "") for route in app.routes)
     return app
 
 

@@ -93,7 +93,8 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
 
     timer = _Timer()
     cluster = from_env()
-    _check_out(spec.out, probe=cluster.main)
+    if cluster.main:  # only rank 0 writes --out; another rank checking it would race rank 0's probe file
+        _check_out(spec.out)
     spec.training.check()
     spec.mining.check()
     if not 0 <= spec.dev_ratio < 1:
@@ -225,15 +226,14 @@ def split_dev(data: TrainingSet, *, ratio: float, sample: int, seed: int) -> tup
     return data.subset(set(query_ids) - dev_ids), dev
 
 
-def _check_out(out: Path, *, probe: bool = True) -> None:
+def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EmbedlabError(
             "output folder already exists and is not empty", path=out, hint="choose another --out or remove the folder"
         )
-    if probe:  # one process probes (under torchrun the others would race it for the folder)
-        from embedlab.output import check_output_folder
+    from embedlab.output import check_output_folder
 
-        check_output_folder(out)
+    check_output_folder(out)
 
 
 def _load_model(name: str):
