@@ -21,9 +21,12 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never download and never touch the user's cache; ONNX exports are shared per session."""
+    """Tests never download and never touch the user's cache or collections; ONNX exports are shared per
+    session.  The per-user data folder (collections' default home) is a fresh temporary folder."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("EMBEDLAB_CACHE", str(_session_cache(tmp_path_factory)))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+    monkeypatch.delenv("EMBEDLAB_COLLECTIONS", raising=False)
 
 
 _SESSION_CACHE: list[Path] = []

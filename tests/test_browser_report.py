@@ -56,7 +56,8 @@ def test_selection_page_renders_in_chromium(served_report, tmp_path: Path) -> No
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         response = page.goto(url)
         assert response is not None and response.ok
-        assert page.locator("svg.plot").count() == 2 and page.locator("svg.bars").count() == 1
+        # quality vs latency, quality vs size, quality vs index size; per-dataset bars
+        assert page.locator("svg.plot").count() == 3 and page.locator("svg.bars").count() == 1
         assert page.locator("svg.plot circle").count() >= 3
         assert page.locator("svg.plot polyline.pareto").count() >= 1
         box = page.locator("svg.plot").first.bounding_box()

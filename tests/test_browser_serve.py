@@ -55,6 +55,27 @@ def test_search_page_feedback_lands_in_sqlite(tmp_path: Path) -> None:
         chunk = int(first.get_attribute("data-chunk") or -1)
         shown = [int(li.get_attribute("data-chunk") or -1) for li in page.locator("li.hit").all()]
 
+        # the feedback buttons draw their thumbs as inline SVG with a text label: no emoji font needed
+        up = first.locator("button.up")
+        expect(up.locator("svg path")).to_have_count(1)
+        assert up.inner_text().strip() == "relevant" and up.locator("svg").bounding_box()["width"] > 0
+        labels = page.locator(".feedback button").all_inner_texts()
+        assert all(not any(ord(c) > 0x2FFF for c in label) for label in labels), labels
+
+        # the path filter is sent as "filter": only files matching the glob come back
+        page.fill("#filter", "guide/*")
+        page.fill("#q", "password")
+        page.select_option("#mode", "hybrid")
+        page.press("#q", "Enter")
+        expect(page.locator("li.hit a.open").first).to_contain_text("guide/")
+        paths = page.locator("li.hit a.open").all_inner_texts()
+        assert paths and all(path.startswith("guide/") for path in paths), paths
+        page.fill("#filter", "nothing/*")
+        page.press("#q", "Enter")
+        expect(page.locator("#status")).to_contain_text("0 results")
+        expect(page.locator("li.hit")).to_have_count(0)
+        page.fill("#filter", "")
+
         page.fill("#q", "   ")  # a blank query sends nothing
         page.press("#q", "Enter")
         browser.close()

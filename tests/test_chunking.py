@@ -275,3 +275,18 @@ def test_output_is_deterministic() -> None:
         (15, 51, 7),  # "Four five six. Seven eight nine ten." (overlap: the last whole sentence)
         (36, 67, 5),  # "eight nine ten.\n\nEleven twelve." (overlap: 3 words, the sentence has 4)
     ]
+
+
+@pytest.mark.parametrize("heading", ["References", "Bibliography", "Acknowledgements", "Appendix A", "NOTES"])
+def test_a_back_matter_heading_starts_a_new_chunk(heading: str) -> None:
+    """The passage before a reference list is not embedded together with it (it fits the budget
+    together, so without the rule one chunk would hold both)."""
+    body = "Graders used the tool in large classes. It saved a lot of effort."
+    page = f"{body}\n{heading}\nSmith, J. (2018). A paper. Journal 1(2), 3.\nDoe, A. (2019). Another one."
+    doc = make_doc(page)
+    chunks = chunk_document(doc, max_tokens=200, overlap=0)
+    check_invariants(doc, chunks, 200)
+    assert chunks[0].text == body
+    assert chunks[1].text.startswith(heading)
+    plain = chunk_document(make_doc(page.replace(heading, "Then we")), max_tokens=200, overlap=0)
+    assert len(plain) == 1  # an ordinary line does not cut

@@ -61,7 +61,11 @@ def test_build_info_and_search(library: Path, root: Path) -> None:
     assert (root / "lib" / "CURRENT").read_text().strip() == "gen-000001"
     manifest = json.loads((root / "lib" / "gen-000001" / "manifest.json").read_text())
     assert manifest["encoder"]["model"] == "hashing" and manifest["dim"] == 64 and manifest["metric"] == "cosine"
-    assert manifest["index"]["kind"] == "exact" and manifest["chunking"] == {**CHUNK, "counter": "words"}
+    assert manifest["index"]["kind"] == "exact" and manifest["chunking"] == {
+        **CHUNK,
+        "counter": "words",
+        "cleaning": "clean-1",
+    }
 
     data = info("lib", root=root)
     assert data["counts"] == {"files": 4, "pages": 4, "chunks": report.chunks, "skipped": 0}

@@ -160,7 +160,10 @@ def test_leakage_catches_planted_id_exact_and_near_duplicate() -> None:
 def _leaky_train(tmp_path: Path) -> Path:
     return _jsonl(
         tmp_path / "train.jsonl",
-        [{"query": "Reset password!", "positive": "A"}, {"query": "bake bread", "positive": "B"}],
+        [{"query": "Reset password!", "positive": "A"}, {"query": "bake bread", "positive": "B"}]
+        # enough other pairs that the run is not refused as degenerate (train.guardrails) before its model loads
+        + [{"query": f"{w} migration season", "positive": f"{w} fly south"} for w in ("geese", "swans", "cranes")]
+        + [{"query": f"{w} tuning", "positive": f"tune the {w}"} for w in ("guitar", "piano", "violin", "cello")],
     )
 
 

@@ -267,6 +267,7 @@ def test_each_cap_skips_with_one_line_and_its_option_raises_it(
         "max_pages": 2,
         "max_text_bytes": 200_000,
         "max_chunks": 10,
+        "exclude": [],
     }
 
     out = run(capsys, [*BUILD, "--replace", "--max-text-mb", "1", "--max-chunks", "2000", str(library)])

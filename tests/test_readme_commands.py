@@ -37,10 +37,20 @@ SUBSTITUTE = {r"(?<![\w/-])all-MiniLM-L6-v2(?![\w-])": "hashing"}
 # ... and the README's placeholders, everywhere (FOLDER: "a cross-encoder folder, or word-overlap")
 PLACEHOLDERS = {r"^FOLDER$": "word-overlap"}
 # commands run in-process on the tiny data, in README order, keyed by (command, action)
-RUN = {("eval", None), ("index", "build"), ("index", "update"), ("index", "info"), ("search", None)}
+RUN = {
+    ("eval", None),
+    ("index", "build"),
+    ("index", "update"),
+    ("index", "info"),
+    ("index", "list"),
+    ("search", None),
+    ("models", None),
+    ("completion", None),
+}
 # commands parsed and checked without running them (they would train, serve or run real models)
-CHECK = {("select", None), ("pooling", None), ("finetune", None), ("serve", None)}
-EXPECTED_COMMANDS = 18  # README command lines covered here; a new one must be added consciously
+CHECK = {("select", None), ("pooling", None), ("finetune", None), ("serve", None), ("shrink", None)}
+CHECK |= {("monitor", "report"), ("monitor", "check")}  # need logged traffic: tests/test_monitor.py
+EXPECTED_COMMANDS = 25  # README command lines covered here; a new one must be added consciously
 
 
 def readme_commands() -> list[str]:
@@ -101,7 +111,7 @@ def readme_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _key(argv: list[str]) -> tuple[str, str | None]:
-    return argv[0], argv[1] if argv[0] in {"index", "feedback"} else None
+    return argv[0], argv[1] if argv[0] in {"index", "feedback", "monitor"} else None
 
 
 def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,6 +142,18 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 
         resolve_model(args.base)  # the bundled base model is found offline (not loaded)
         _check_out(args.out)
+    elif args.command == "shrink":  # every check shrink makes before its work, on the README's model
+        from embedlab.encoders.spec import parse_model_spec
+        from embedlab.optimize.shrink import ShrinkSpec, plan
+
+        spec = ShrinkSpec(
+            model=parse_model_spec(args.model),
+            datasets=tuple(args.dataset),
+            out=args.out,
+            variants=tuple(args.variants),
+        )
+        _, variants, _, texts = plan(spec)
+        assert len(variants) == 6 and texts
     elif args.command == "serve":
         import uvicorn
 
@@ -146,6 +168,18 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
         if args.workers > 1:  # uvicorn imports the app in each worker, from the configuration handed over
             assert app == "embedlab.serve.app:app_from_environment" and options["workers"] == args.workers
             assert json.loads(os.environ["EMBEDLAB_SERVE_CONFIG"])["collection"] == args.collection
+    elif args.command == "monitor":
+        from embedlab.monitor.online import parse_duration
+        from embedlab.monitor.rules import load_rules
+
+        if args.verb == "report":
+            assert parse_duration(args.window) > 0
+        else:  # the README's monitor.toml example, as shown, is a valid rules file
+            block = next(
+                b for b in re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.S) if "[[rule]]" in b
+            )
+            Path(args.rules).write_text(block, encoding="utf-8")
+            assert len(load_rules(args.rules).rule) == 2
     else:  # pragma: no cover - CHECK and this function must agree
         raise AssertionError(f"no check for {argv}")
 
@@ -183,5 +217,5 @@ def test_the_extraction_sees_what_the_readme_shows(readme_world: Path) -> None:
     assert argv[:2] == ["serve", "lib"] and env == {"EMBEDLAB_API_KEY": "readme-test-key-0123456789"}
     argv, _ = to_argv(next(c for c in commands if c.startswith("embedlab search")), home=readme_world)
     assert argv[argv.index("--mode") + 1] == "dense" and argv[argv.index("--rerank") + 1] == "word-overlap"
-    argv, _ = to_argv(next(c for c in commands if c.startswith("embedlab index build ~")), home=readme_world)
-    assert argv[2] == str(readme_world / "papers") and argv[argv.index("--model") + 1] == "hashing"
+    argv, _ = to_argv(next(c for c in commands if c.startswith("embedlab index build lib ~")), home=readme_world)
+    assert argv[2:4] == ["lib", str(readme_world / "papers")] and argv[argv.index("--model") + 1] == "hashing"

@@ -324,7 +324,7 @@ def test_feedback_exports_as_a_click_log_for_finetune(served: str, root: Path, t
     )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    texts = {h["chunk_id"]: h["text"] for h in page["hits"]}
+    texts = {h["chunk_id"]: " ".join(h["text"].split()) for h in page["hits"]}  # exported on one line
     assert rows == [{"query": "sourdough bread oven", "clicked": [texts[ids[2]]], "shown": [texts[i] for i in ids]}]
     training = load_training_set(out)
     assert len(training.examples) == 1

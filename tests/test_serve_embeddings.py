@@ -274,5 +274,5 @@ def test_a_hit_serialises_every_field(tmp_path: Path) -> None:
     build_collection(make_library(tmp_path / "library"), root)
     with open_collection("lib", root=root) as collection:
         hit = search(collection, "password reset", k=1).hits[0]
-    assert set(hit.to_dict()) == {f.name for f in fields(Hit)} | {"snippet"}
+    assert set(hit.to_dict()) == {f.name for f in fields(Hit)} | {"snippet", "marked_snippet"}
     assert hit.to_dict()["highlights"] == [list(span) for span in hit.highlights]

@@ -27,6 +27,18 @@ class SizeInfo(TypedDict, total=False):
     stages: list[SizeInfo]  # a pipeline: each first-stage retriever's own
 
 
+class MachineLoad(TypedDict):
+    """How busy the machine was while a speed figure was timed (``embedlab.eval.load``)."""
+
+    seconds: float
+    cpus: int
+    load_average_1m: float | None
+    steal_percent: float | None
+    other_cpu_percent: float | None
+    busy: NotRequired[bool]
+    busy_because: NotRequired[str]  # "" when quiet
+
+
 class Conditions(TypedDict, total=False):
     """The settings a speed figure depends on, written next to it (reports list them as key=value)."""
 
@@ -46,6 +58,7 @@ class Conditions(TypedDict, total=False):
     weights: list[float]
     reranker: str | None
     document_score: str
+    machine: MachineLoad  # the load while the latency was timed (the quietest of --repeat runs)
 
 
 class Latency(TypedDict, total=False):
@@ -58,6 +71,10 @@ class Latency(TypedDict, total=False):
     warmup: int
     what: str
     stages_mean_ms: dict[str, float]  # a collection's search: mean ms per stage
+    machine: MachineLoad  # the load during the timing (moved into the conditions by the runner)
+    repeats: int  # --repeat N: the probe ran N times, the quietest is kept
+    kept_repeat: int  # which one (1-based)
+    p95_ms_per_repeat: list[float]
 
 
 class CorpusThroughput(TypedDict):

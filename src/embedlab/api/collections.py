@@ -7,17 +7,18 @@ answers ``search(query, k=..., mode="dense"|"bm25"|"hybrid")``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedlab.api import specs
-from embedlab.collection.builder import BuildReport
 from embedlab.collection.collection import Collection
 from embedlab.data.library import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_TEXT_BYTES, LibraryRules
 from embedlab.encoders.spec import ModelSpec
 
 if TYPE_CHECKING:
     from embedlab.api.model import Model
+    from embedlab.collection.builder import BuildReport  # imported when building: search does not need it
 
 
 def build_collection(
@@ -35,6 +36,7 @@ def build_collection(
     max_pages: int = DEFAULT_MAX_PAGES,
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
     max_chunks: int = DEFAULT_MAX_CHUNKS,
+    exclude: Sequence[str] = (),
     show_progress: bool = False,
 ) -> BuildReport:
     """Index every readable file of ``folder`` (PDF, text, Markdown, HTML) into collection ``name``,
@@ -43,7 +45,9 @@ def build_collection(
     ``root``: the collections folder (default ``$EMBEDLAB_COLLECTIONS`` or ``./collections``).
     Chunks hold up to ``chunk_tokens`` of the model's tokens, ``overlap`` shared.  Files over the
     caps (``max_pages`` per PDF, ``max_text_bytes``, ``max_chunks`` per file) and links out of the
-    folder (unless ``follow_links``) are skipped and listed in the report's ``skipped``.
+    folder (unless ``follow_links``) are skipped and listed in the report's ``skipped``, and so are
+    files matching an ``exclude`` glob or a line of the folder's ``.embedlabignore`` (gitignore-like;
+    see :mod:`embedlab.data.ignore`).  The rules are kept for :func:`update_collection`.
 
     >>> report = build_collection("papers", "papers", model="all-MiniLM-L6-v2", chunk_tokens=128)
     >>> report.generation, report.files, report.chunks > 0, report.skipped
@@ -54,7 +58,11 @@ def build_collection(
 
     use_cache, cache_dir = specs.cache_option(cache)
     rules = LibraryRules(
-        follow_links=follow_links, max_pages=max_pages, max_text_bytes=max_text_bytes, max_chunks=max_chunks
+        follow_links=follow_links,
+        max_pages=max_pages,
+        max_text_bytes=max_text_bytes,
+        max_chunks=max_chunks,
+        exclude=tuple(exclude),
     )
     return build(
         folder,
@@ -89,12 +97,17 @@ def update_collection(
 
 
 def open_collection(
-    name: str, *, root: str | Path | None = None, model: str | ModelSpec | Model | None = None
+    name: str,
+    *,
+    root: str | Path | None = None,
+    model: str | ModelSpec | Model | None = None,
+    load_model: bool = True,
 ) -> Collection:
     """Open collection ``name`` for search (also ``embedlab.Collection.open``).
 
     ``model`` (default: the collection's own) must have the fingerprint the collection was built
-    with.  Close it with ``close()`` or use it in a ``with`` block.
+    with.  ``load_model=False`` loads the model only at the first dense search (BM25 alone needs
+    none).  Close it with ``close()`` or use it in a ``with`` block.
 
     >>> with open_collection("lib") as lib:
     ...     response = lib.search("reset my password", k=3, mode="bm25")
@@ -103,4 +116,6 @@ def open_collection(
     """
     from embedlab.collection.collection import open_collection as open_live
 
-    return open_live(name, model_spec=None if model is None else specs.dense_model(model), root=root)
+    return open_live(
+        name, model_spec=None if model is None else specs.dense_model(model), root=root, load_model=load_model
+    )

@@ -55,6 +55,7 @@ def select_model(
     split: str = "test",
     cache: specs.Cache = True,
     latency_queries: int = 100,
+    latency_repeats: int = 1,
     seed: int = 0,
     out: str | Path | None = None,
     show_progress: bool = False,
@@ -64,7 +65,9 @@ def select_model(
     ``candidates``: model names, pipeline strings, specs or loaded models; ``candidates_file``: a
     TOML/YAML candidates file (its ``[machine] price_per_hour`` applies unless ``price_per_hour``
     is given), listed first.  Constraints: ``max_p95_ms`` (worst p95 over the datasets),
-    ``max_size_mb``, ``min_ndcg10``; ``alpha`` is the significance level for ties with the best.
+    ``max_size_mb``, ``min_ndcg10``; ``latency_repeats`` > 1: time latency that many times, keep the
+    quietest run (a busy machine inflates p95 and can exclude a model); ``alpha`` is the significance
+    level for ties with the best.
     ``out``: a folder for selection.md/html/json and the eval files (checked before the work).
 
     >>> choice = select_model(["bm25", "bm25:k1=1.2,b=0.75"], "scifact", max_size_mb=100, latency_queries=5)
@@ -108,6 +111,7 @@ def select_model(
         cache_dir=cache_dir,
         use_cache=use_cache,
         latency_queries=specs.positive_int(latency_queries, name="latency_queries", minimum=0),
+        latency_repeats=specs.positive_int(latency_repeats, name="latency_repeats", minimum=1),
         seed=seed,
         show_progress=show_progress,
     )

@@ -24,7 +24,7 @@ def finetune(
     train_format: str = "auto",
     train_split: str = "train",
     test_split: str = "test",
-    loss: str = "mnrl",
+    loss: str | None = None,
     matryoshka: tuple[int, ...] = (),
     epochs: int = 4,
     batch_size: int = 32,
@@ -45,6 +45,9 @@ def finetune(
     cache: specs.Cache = True,
     latency_queries: int = 100,
     show_progress: bool = False,
+    kind: str = "bi-encoder",
+    first: str | None = None,
+    rerank_depth: int = 100,
 ) -> FinetuneResult | None:
     """Fine-tune ``base`` on ``train`` and judge it against the base on ``test``; the model folder,
     its card (README.md), ``finetune.json`` and ``report.html`` are written to ``out`` (which must
@@ -53,7 +56,10 @@ def finetune(
     ``train``: a BEIR dataset (its ``train_split``), or pairs / triplets / click-log JSONL.  Training
     and test queries that overlap stop the run unless ``drop_leaked`` (train without them) or
     ``allow_leakage``.  ``result.verdict.improved`` says whether NDCG@10 rose significantly (p <
-    ``alpha``).  Under torchrun only rank 0 returns a result; the other ranks return None.
+    ``alpha``).  ``kind="cross-encoder"``: train a re-ranker for the ``first`` stage (default
+    ``bm25``; it mines the negatives) with loss ``listwise`` or ``bce``; the verdict compares
+    ``first`` with ``first >> out@rerank_depth``.  ``loss`` defaults to ``mnrl`` for a bi-encoder.
+    Under torchrun only rank 0 returns a result; the other ranks return None.
 
     >>> result = finetune(  # doctest: +SKIP
     ...     "all-MiniLM-L6-v2", "scifact", "scifact", "models/scifact-ft", drop_leaked=True
@@ -73,7 +79,7 @@ def finetune(
         train_split=train_split,
         test_split=test_split,
         training=TrainConfig(
-            loss=loss,
+            loss=loss or ("listwise" if kind == "cross-encoder" else "mnrl"),
             epochs=epochs,
             batch_size=batch_size,
             mini_batch_size=mini_batch_size,
@@ -99,5 +105,8 @@ def finetune(
         cache_dir=cache_dir,
         latency_queries=specs.positive_int(latency_queries, name="latency_queries", minimum=0),
         show_progress=show_progress,
+        kind=kind,
+        first=first,
+        rerank_depth=specs.positive_int(rerank_depth, name="rerank_depth", minimum=1),
     )
     return run_finetune(spec)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from embedlab.errors import EmbedlabError
 from embedlab.eval.metrics import DEFAULT_METRICS, MAIN_METRICS, parse_metrics
-from embedlab.output import check_output_folder
-from embedlab.search.pipeline import parse_retrieval
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="quality, speed and size of models on BEIR-format datasets",
         description="Evaluate models on datasets: quality (per query and mean), speed, size.",
+        epilog="Examples:\n  embedlab eval -d scifact -m all-MiniLM-L6-v2 -m bm25\n"
+        "  embedlab eval -d scifact --collection scifact-256 --mode dense --mode hybrid",
     )
     p.add_argument(
         "--dataset",
@@ -61,14 +61,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
     )
     p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95 (default 100)")
+    p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
     p.add_argument(
         "--compare",
         type=Path,
         action="append",
         help="an MTEB results JSON file to compare every model's scores with (repeatable)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomization tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(handler=run)
 
 
@@ -85,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
     if args.mode:
         raise EmbedlabError("--mode applies to --collection only")
     from embedlab.api.evaluation import evaluate_all
+    from embedlab.output import check_output_folder
     from embedlab.reports.published import compare_line, read_mteb_file
     from embedlab.reports.results import write_outputs
     from embedlab.reports.table import print_summary
+    from embedlab.search.pipeline import parse_retrieval
 
     models = tuple(parse_retrieval(m) for m in args.model)
     metrics = tuple(parse_metrics(args.metric or DEFAULT_METRICS))
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_identical_ids=args.ignore_identical_ids,
         cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
+        latency_repeats=args.repeat,
         seed=args.seed,
         show_progress=not args.no_progress,
     ).report
@@ -119,7 +123,7 @@ def run_collection(args: argparse.Namespace) -> int:
     from embedlab.cli.index_cmd import parse_weights
     from embedlab.collection.evaluate import evaluate_collection
     from embedlab.collection.search import MAX_K, MODES
-    from embedlab.output import result_set
+    from embedlab.output import check_output_folder, result_set
     from embedlab.reports.results import write_output_files
     from embedlab.reports.table import print_summary
     from embedlab.search.rerank import load_reranker

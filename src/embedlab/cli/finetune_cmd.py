@@ -36,6 +36,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--base", required=True, help="base model name or folder (e.g. all-MiniLM-L6-v2)")
     p.add_argument(
+        "--kind",
+        default="bi-encoder",
+        choices=["bi-encoder", "cross-encoder"],
+        help="bi-encoder (embeddings) or cross-encoder (a re-ranker for --first; new 1-label head on --base)",
+    )
+    p.add_argument(
+        "--first",
+        help="cross-encoder: the first stage that mines negatives and is re-ranked (a pipeline; default bm25)",
+    )
+    p.add_argument(
+        "--rerank-depth",
+        type=int,
+        default=100,
+        help="cross-encoder: first-stage candidates re-ranked in dev and verdict (default 100)",
+    )
+    p.add_argument(
         "--train",
         required=True,
         help="training data: a BEIR dataset (its train split), or pairs / triplets / click-log JSONL",
@@ -46,7 +62,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-split", default="test")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
     t = p.add_argument_group("training")
-    t.add_argument("--loss", default="mnrl", choices=["mnrl", "cached-mnrl", "triplet"])
+    t.add_argument(
+        "--loss",
+        choices=["mnrl", "cached-mnrl", "triplet", "bce", "listwise"],
+        help="bi-encoder: mnrl (default), cached-mnrl, triplet; cross-encoder: listwise (default), bce",
+    )
     t.add_argument("--matryoshka", type=_dims, default=(), metavar="DIMS", help="e.g. 384,256,128,64")
     t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--batch-size", type=int, default=32)
@@ -121,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
         show_progress=not args.no_progress,
+        kind=args.kind,
+        first=args.first,
+        rerank_depth=args.rerank_depth,
     )
     if result is None:  # another torchrun process: rank 0 reports
         return 0

@@ -7,18 +7,40 @@ import json
 import sys
 from pathlib import Path
 
+from embedlab.cli.help import examples
 from embedlab.errors import EmbedlabError
+
+ROOT_HELP = "collections folder (default: $EMBEDLAB_COLLECTIONS, else the per-user data folder; see `index list`)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "index",
-        help="build, update and describe a searchable collection of documents",
-        description="Collections: PDF, text, Markdown and HTML files indexed for search.",
+        help="build, update, list and describe searchable collections of documents",
+        description="Collections: PDF, text, Markdown and HTML files indexed for search (dense vectors and "
+        "BM25), kept in a per-user data folder unless --root or $EMBEDLAB_COLLECTIONS says otherwise.",
+        epilog=examples(
+            "embedlab index build lib ~/papers --model all-MiniLM-L6-v2",
+            "embedlab index list",
+            "embedlab index info lib",
+        ),
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    b = actions.add_parser("build", help="index a folder into a new collection")
+    b = actions.add_parser(
+        "build",
+        help="index a folder into a new collection",
+        description="Read a folder (PDF, text, Markdown, HTML; recursively, hidden files left out), cut the "
+        "text into chunks of --chunk-tokens model tokens, embed them with --model and write a new "
+        "collection: chunk store, vectors, BM25 index and a manifest of how it was made.  The collection "
+        "is written as one generation and switched to atomically; `index update` re-reads the folder later.",
+        epilog=examples(
+            "embedlab index build lib ~/papers --model all-MiniLM-L6-v2",
+            "embedlab index build lib ~/papers --model all-MiniLM-L6-v2 --chunk-tokens 128 --overlap 16 --replace",
+            "embedlab index build scifact-256 --dataset scifact --model all-MiniLM-L6-v2",
+        ),
+    )
+    b.add_argument("collection", nargs="?", help="collection name (a new one unless --replace)")
     b.add_argument("folder", type=Path, nargs="?", help="library folder (read recursively; hidden files are left out)")
     b.add_argument(
         "--dataset",
@@ -26,10 +48,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="index a BEIR dataset's corpus instead (one file per document), "
         "to score the collection with `embedlab eval --collection`",
     )
-    b.add_argument("--collection", "-c", required=True, help="collection name")
-    b.add_argument("--model", "-m", required=True, help="embedding model: NAME or NAME:key=value,...")
-    b.add_argument("--chunk-tokens", type=int, default=256, help="chunk budget in the model's tokens (default 256)")
-    b.add_argument("--overlap", type=int, default=32, help="tokens shared by consecutive chunks (default 32)")
+    b.add_argument(
+        "--collection",
+        "-c",
+        dest="collection_option",
+        metavar="NAME",
+        help="deprecated spelling of the positional collection name (`index build FOLDER --collection NAME` "
+        "still works)",
+    )
+    b.add_argument(
+        "--model", "-m", required=True, help="embedding model: NAME or NAME:key=value,... (`embedlab models`)"
+    )
+    b.add_argument("--chunk-tokens", type=int, default=256, help="chunk budget in the model's tokens")
+    b.add_argument("--overlap", type=int, default=32, help="tokens shared by consecutive chunks")
     b.add_argument("--replace", action="store_true", help="rebuild an existing collection from scratch")
     b.add_argument(
         "--ann-threshold",
@@ -41,35 +72,67 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(b)
     b.set_defaults(handler=run_build)
 
-    u = actions.add_parser("update", help="re-read a collection's folder: index new and changed files, drop deleted")
+    u = actions.add_parser(
+        "update",
+        help="re-read a collection's folder: index new and changed files, drop deleted",
+        description="Re-read the folder a collection was built from (or --folder): new and changed files "
+        "are indexed, deleted ones dropped, unchanged ones kept; the options of the build are kept.",
+        epilog=examples("embedlab index update lib", "embedlab index update lib --folder /mnt/papers"),
+    )
     u.add_argument("collection", help="collection name")
     u.add_argument("--folder", type=Path, help="read this folder instead (the library moved)")
     _common(u)
     u.set_defaults(handler=run_update)
 
-    i = actions.add_parser("info", help="counts, model, chunking, size and skipped files of a collection")
+    i = actions.add_parser(
+        "info",
+        help="counts, model, chunking, size and skipped files of a collection",
+        description="What a collection holds and how it was made; no model is loaded.",
+        epilog=examples("embedlab index info lib", "embedlab index info lib --json"),
+    )
     i.add_argument("collection", help="collection name")
-    i.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    i.add_argument("--root", type=Path, help=ROOT_HELP)
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(handler=run_info)
 
-    s = sub.add_parser("search", help="search a collection", description="Dense, BM25 or hybrid search.")
+    li = actions.add_parser(
+        "list",
+        help="the collections in the collections folder: generation, chunks, model, size, path",
+        description="One row per collection under the collections folder (--root, $EMBEDLAB_COLLECTIONS or "
+        "the per-user data folder); only manifests are read.",
+        epilog=examples("embedlab index list", "embedlab index list --root ./collections --json"),
+    )
+    li.add_argument("--root", type=Path, help=ROOT_HELP)
+    li.add_argument("--json", action="store_true", help="print JSON")
+    li.set_defaults(handler=run_list)
+
+    s = sub.add_parser(
+        "search",
+        help="search a collection",
+        description="Dense, BM25 or hybrid (RRF) search of a collection, optionally re-ranked.  BM25 alone "
+        "loads no embedding model.  For many queries, `embedlab serve` keeps the model loaded.",
+        epilog=examples(
+            'embedlab search lib "how do I fit a model with scipy"',
+            'embedlab search lib "scipy curve_fit" --mode bm25 --k 5 --json',
+            'embedlab search lib "fit a model" --pipeline "bm25 + dense | rrf:k=30 >> word-overlap@50"',
+        ),
+    )
     s.add_argument("collection", help="collection name")
     s.add_argument("query", help="what to look for")
-    s.add_argument("--k", "-k", type=int, default=10, help="results (default 10)")
-    s.add_argument("--mode", default="hybrid", help="dense, bm25 or hybrid (default hybrid)")
-    s.add_argument("--rrf-k", type=float, default=60.0, help="RRF constant (default 60)")
-    s.add_argument("--weights", default="1,1", help="hybrid weights DENSE,BM25 (default 1,1)")
+    s.add_argument("--k", "-k", type=int, default=10, help="number of results")
+    s.add_argument("--mode", default="hybrid", help="first-stage retrieval: dense, bm25 or hybrid")
+    s.add_argument("--rrf-k", type=float, default=60.0, help="RRF constant")
+    s.add_argument("--weights", default="1,1", help="hybrid weights DENSE,BM25")
     s.add_argument("--filter", dest="path_filter", help="glob on file paths, e.g. 'papers/*.pdf' (or path=GLOB)")
     s.add_argument("--rerank", help="re-ranker: a local cross-encoder folder, or word-overlap")
-    s.add_argument("--rerank-depth", type=int, default=20, help="first-stage results re-ranked (default 20)")
+    s.add_argument("--rerank-depth", type=int, default=20, help="first-stage results re-ranked")
     s.add_argument(
         "--pipeline",
         help="the whole pipeline instead of --mode/--rrf-k/--weights/--rerank, e.g. "
         "'bm25 + dense | rrf:k=30,weights=1/2 >> word-overlap@50'",
     )
     s.add_argument("--model", "-m", help="query model (default: the collection's; must match its fingerprint)")
-    s.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    s.add_argument("--root", type=Path, help=ROOT_HELP)
     s.add_argument("--json", action="store_true", help="print the response as JSON")
     s.set_defaults(handler=run_search)
 
@@ -82,6 +145,14 @@ def _library_options(p: argparse.ArgumentParser) -> None:
         "--follow-links",
         action="store_true",
         help="also index symbolic links that lead outside the folder (default: skipped)",
+    )
+    g.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files or folders matching GLOB (gitignore-like, repeatable; also read from the "
+        "folder's .embedlabignore); listed as skipped",
     )
     g.add_argument(
         "--max-pages",
@@ -111,6 +182,7 @@ def _library_rules(args: argparse.Namespace):
         raise EmbedlabError("invalid --max-text-mb", found=repr(text_mb), expected="a number of megabytes > 0")
     return LibraryRules(
         follow_links=args.follow_links,
+        exclude=tuple(args.exclude),
         max_pages=args.max_pages,
         max_text_bytes=max(1, round(text_mb * 1_000_000)),
         max_chunks=args.max_chunks,
@@ -118,12 +190,12 @@ def _library_rules(args: argparse.Namespace):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    p.add_argument("--root", type=Path, help=ROOT_HELP)
     p.add_argument(
         "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
     )
     p.add_argument("--no-cache", action="store_true", help="read and write no embedding cache")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
 
 def _size(n: float) -> str:
@@ -164,8 +236,12 @@ def run_build(args: argparse.Namespace) -> int:
     from embedlab.collection.vectors import ANN_THRESHOLD
     from embedlab.encoders.spec import parse_model_spec
 
+    deprecated = _collection_and_folder(args)
     if (args.folder is None) == (args.dataset is None):
-        raise EmbedlabError("give a library folder or --dataset NAME (one of the two)")
+        raise EmbedlabError(
+            "give a library folder or --dataset NAME (one of the two)",
+            expected="embedlab index build NAME FOLDER --model MODEL",
+        )
     from embedlab.collection.layout import CollectionDir
     from embedlab.output import check_output_folder
 
@@ -191,12 +267,58 @@ def run_build(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache_dir or True),
         ann_threshold=args.ann_threshold or ANN_THRESHOLD,
         follow_links=rules.follow_links,
+        exclude=rules.exclude,
         max_pages=rules.max_pages,
         max_text_bytes=rules.max_text_bytes,
         max_chunks=rules.max_chunks,
         show_progress=not args.no_progress,
     )
     _print_report(report)
+    print(f"collection folder: {CollectionDir(args.collection, root=args.root).path.absolute()}")
+    if deprecated:  # after the work, so an error stays one line
+        print(
+            "embedlab: note: --collection is deprecated here: write `embedlab index build NAME FOLDER`", file=sys.stderr
+        )
+    return 0
+
+
+def _collection_and_folder(args: argparse.Namespace) -> bool:
+    """``index build NAME FOLDER`` and the deprecated ``index build FOLDER --collection NAME`` to one
+    form; True when the deprecated spelling was used."""
+    deprecated = args.collection_option is not None
+    if deprecated:
+        if args.folder is not None:
+            raise EmbedlabError(
+                "the collection is named twice",
+                found=f"{args.collection!r} and --collection {args.collection_option!r}",
+                expected="embedlab index build NAME FOLDER (--collection is the old spelling)",
+            )
+        if args.collection is not None:
+            args.folder = Path(args.collection)
+        args.collection = args.collection_option
+    if args.collection is None:
+        raise EmbedlabError("no collection name", expected="embedlab index build NAME FOLDER --model MODEL")
+    return deprecated
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from embedlab.collection.layout import collections_root
+    from embedlab.collection.listing import summaries
+    from embedlab.reports.terminal import print_table
+
+    root = collections_root(args.root)
+    rows = summaries(root)
+    if args.json:
+        print(json.dumps({"root": str(root.absolute()), "collections": [vars(r) for r in rows]}, indent=2))
+        return 0
+    if not rows:
+        print(f"no collections in {root.absolute()}")
+        return 0
+    print_table(
+        f"collections in {root.absolute()}",
+        ["name", "generation", "files", "chunks", "model", "size", "path", "problem"],
+        [[r.name, r.generation, r.files, r.chunks, r.model, _size(r.size_bytes), r.path, r.problem] for r in rows],
+    )
     return 0
 
 
@@ -270,12 +392,13 @@ def run_search(args: argparse.Namespace) -> int:
     from embedlab.search.pipeline import parse_pipeline
     from embedlab.search.rerank import load_reranker
 
-    MODES.get(args.mode)  # a typo is reported before any model is loaded
+    MODES.get(args.mode)  # a typo is reported ("Did you mean") before any model is loaded
     weights = parse_weights(args.weights)
     pattern = args.path_filter[5:] if args.path_filter and args.path_filter.startswith("path=") else args.path_filter
     pipeline = parse_pipeline(args.pipeline) if args.pipeline else None
     rerank = args.rerank
-    collection = open_collection(args.collection, model=args.model, root=args.root)
+    # the model is loaded at the first dense search only: `--mode bm25` never loads it
+    collection = open_collection(args.collection, model=args.model, root=args.root, load_model=False)
     try:
         mode, rrf_k, depth, candidates = args.mode, args.rrf_k, args.rerank_depth, 100
         if pipeline is not None:
@@ -303,9 +426,12 @@ def run_search(args: argparse.Namespace) -> int:
     if not response.hits:
         where = f" among files matching {pattern!r}" if pattern else ""
         print(f"no results{where} ({response.chunks_searched} chunks searched)")
+    from embedlab.collection.snippet import terminal_marks
+
+    before, after = terminal_marks(sys.stdout)  # bold on a terminal, plain when piped; --json keeps **markup**
     for hit in response.hits:
         print(f"{hit.rank:>2}. {hit.path}  p. {hit.page}  score {hit.score:.4g}  [chunk {hit.chunk_id}]")
-        print(f"    {hit.marked_snippet()}")
+        print(f"    {hit.marked_snippet(before, after)}")
     t = response.latency_ms
     stages = " · ".join(f"{key} {t[key]:.1f}" for key in ("encode", "search", "fuse", "rerank", "fetch") if t[key])
     print(

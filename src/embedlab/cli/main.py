@@ -45,7 +45,18 @@ log = logging.getLogger("embedlab")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from embedlab.cli import eval_cmd, finetune_cmd, index_cmd, select_cmd, serve_cmd
+    from embedlab.cli import (
+        completion_cmd,
+        eval_cmd,
+        finetune_cmd,
+        index_cmd,
+        models_cmd,
+        monitor_cmd,
+        select_cmd,
+        serve_cmd,
+        shrink_cmd,
+    )
+    from embedlab.cli.help import use_formatter
 
     parser = argparse.ArgumentParser(prog="embedlab", description="Trustworthy decisions about embedding models.")
     parser.add_argument("--version", action="version", version=f"embedlab {__version__}")
@@ -54,9 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     eval_cmd.add_parser(sub)
     select_cmd.add_parser(sub)
+    shrink_cmd.add_parser(sub)
     index_cmd.add_parser(sub)
     finetune_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
+    monitor_cmd.add_parser(sub)
+    models_cmd.add_parser(sub)
+    completion_cmd.add_parser(sub)
+    use_formatter(parser)  # defaults shown, examples kept verbatim, in every sub-command's --help
     return parser
 
 

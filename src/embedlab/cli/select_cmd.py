@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from embedlab.errors import EmbedlabError
-from embedlab.search.pipeline import parse_retrieval
-from embedlab.select.run import pooling_candidates
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -17,13 +15,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-ndcg10", type=float, help="quality floor (mean nDCG@10 over the datasets)")
     p.add_argument("--price-per-hour", type=float, help="machine price; enables cost per 1k queries / 1M docs")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for ties (default 0.05)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", type=Path, default=Path("results/select"))
-    p.add_argument("--cache-dir", type=Path)
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--latency-queries", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--split", default="test", help="qrels split scored")
+    p.add_argument("--out", type=Path, default=Path("results/select"), help="folder for the selection reports")
+    p.add_argument(
+        "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
+    )
+    p.add_argument("--no-cache", action="store_true", help="read and write no embedding cache")
+    p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95")
+    p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomization tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "select",
         help="compare candidate models and recommend one under constraints",
         description="The accuracy / latency / size / cost trade-off, and a recommendation.",
+        epilog="Examples:\n  embedlab select -d scifact --candidates benchmarks/candidates.toml --max-p95-ms 30\n"
+        "  embedlab select -d scifact -m all-MiniLM-L6-v2 -m bm25 --max-size-mb 200",
     )
     _common(p)
     p.add_argument("--candidates", type=Path, help="TOML or YAML candidates file")
@@ -41,10 +44,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="extra candidate: a model NAME[:key=value,...] or a pipeline (repeatable)",
     )
     p.set_defaults(handler=run_select)
-    q = sub.add_parser("pooling", help="compare mean, CLS and max pooling on the same transformer")
+    q = sub.add_parser(
+        "pooling",
+        help="compare mean, CLS and max pooling on the same transformer",
+        description="Evaluate one transformer with mean, CLS and max pooling on the same datasets and "
+        "recommend one, as `embedlab select` does for models (quality with significance tests, latency, size).",
+        epilog="Examples:\n  embedlab pooling --model all-MiniLM-L6-v2 -d scifact\n"
+        "  embedlab pooling -m all-MiniLM-L6-v2 -d scifact -d cranfield --out results/pooling-minilm",
+    )
     _common(q)
     q.add_argument("--model", "-m", required=True, help="transformer model name or folder")
-    q.set_defaults(handler=run_pooling)
+    q.set_defaults(handler=run_pooling, out=Path("results/pooling"))  # not select's folder: no overwrite
 
 
 def _finish(args: argparse.Namespace, candidates: list, *, candidates_file: Path | None = None) -> int:
@@ -65,6 +75,7 @@ def _finish(args: argparse.Namespace, candidates: list, *, candidates_file: Path
         split=args.split,
         cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
+        latency_repeats=args.repeat,
         seed=args.seed,
         out=args.out,  # checked before the work, not after it
         show_progress=not args.no_progress,
@@ -77,8 +88,12 @@ def _finish(args: argparse.Namespace, candidates: list, *, candidates_file: Path
 def run_select(args: argparse.Namespace) -> int:
     if args.candidates is None and not args.model:
         raise EmbedlabError("no candidates", expected="--candidates FILE and/or --model NAME")
+    from embedlab.search.pipeline import parse_retrieval
+
     return _finish(args, [parse_retrieval(m) for m in args.model or []], candidates_file=args.candidates)
 
 
 def run_pooling(args: argparse.Namespace) -> int:
+    from embedlab.select.run import pooling_candidates
+
     return _finish(args, list(pooling_candidates(args.model)))

@@ -20,6 +20,7 @@ from embedlab.collection.layout import CollectionDir
 from embedlab.collection.manifest import Chunking, file_sha256, read_manifest
 from embedlab.collection.vectors import ANN_THRESHOLD, VECTORS
 from embedlab.data.chunking import TokenCounter, check_chunk_options, count_words, tokenizer_counter
+from embedlab.data.clean import CLEANING
 from embedlab.data.library import DEFAULT_RULES, LibraryRules, library_files
 from embedlab.encoders.base import Encoder
 from embedlab.encoders.spec import ModelSpec, parse_model_spec
@@ -98,7 +99,7 @@ def build(
             encoder.fingerprint.max_length,
             encoder.fingerprint.max_length,
         )
-    chunking = Chunking(max_tokens=max_tokens, overlap=overlap, counter=counter_name)
+    chunking = Chunking(max_tokens=max_tokens, overlap=overlap, counter=counter_name, cleaning=CLEANING)
     fresh = not cdir.path.exists()
     try:
         with cdir.locked():
@@ -168,7 +169,7 @@ def update(
             library,
             spec,
             encoder,
-            previous.chunking,
+            previous.chunking.model_copy(update={"cleaning": CLEANING}),  # older cleaning: every file re-read
             counter,
             previous.index.threshold,
             previous,

@@ -77,13 +77,21 @@ class Collection:
     """One loaded generation of a collection; :meth:`search` answers queries."""
 
     def __init__(
-        self, cdir: CollectionDir, folder: Path, manifest: Manifest, encoder: Encoder, *, verify: bool = True
+        self,
+        cdir: CollectionDir,
+        folder: Path,
+        manifest: Manifest,
+        encoder: Encoder | None,
+        *,
+        verify: bool = True,
+        model_spec: ModelSpec | None = None,
     ) -> None:
         self.cdir = cdir
         self.name = cdir.name
         self.folder = folder
         self.manifest = manifest
-        self.encoder = encoder
+        self._encoder = encoder
+        self._model_spec = model_spec  # loaded on first use when ``encoder`` is None
         vector_path = folder / manifest.vectors.file
         if not vector_path.is_file():
             raise EmbedlabError("collection generation has no vector file", path=vector_path)
@@ -122,6 +130,18 @@ class Collection:
         """Open collection ``name``'s live generation (:func:`open_collection`); ``model`` (default:
         the collection's own) must give the encoder fingerprint it was built with."""
         return open_collection(name, model_spec=model, root=root, verify=verify)
+
+    @property
+    def encoder(self) -> Encoder:
+        """The query encoder, loaded (and its fingerprint checked) on first use: a BM25-only
+        search never pays for loading a model (``open_collection(..., load_model=False)``)."""
+        if self._encoder is None:
+            from embedlab.encoders.registry import load_encoder
+
+            encoder = load_encoder(self._model_spec or ModelSpec.model_validate(self.manifest.model_spec))
+            check_encoder(self.manifest, encoder, self.name)
+            self._encoder = encoder
+        return self._encoder
 
     @property
     def dense_model(self) -> str:
@@ -208,11 +228,17 @@ class Collection:
 
 
 def open_collection(
-    name: str, *, model_spec: ModelSpec | str | None = None, root: str | Path | None = None, verify: bool = True
+    name: str,
+    *,
+    model_spec: ModelSpec | str | None = None,
+    root: str | Path | None = None,
+    verify: bool = True,
+    load_model: bool = True,
 ) -> Collection:
     """Load collection ``name``'s live generation; ``model_spec`` (default: the collection's own) must
-    give the same encoder fingerprint."""
-    from embedlab.encoders.registry import load_encoder
+    give the same encoder fingerprint.  ``load_model=False`` defers loading the encoder to the first
+    dense search (a BM25-only caller such as ``embedlab search --mode bm25`` never loads it)."""
+    from embedlab.encoders.registry import check_model_exists, load_encoder
 
     cdir = CollectionDir(name, root=root)
     spec = None
@@ -223,6 +249,10 @@ def open_collection(
         folder = cdir.live()
         try:
             manifest = read_manifest(folder)
+            if not load_model:
+                if spec is not None:
+                    check_model_exists(spec)  # a typo is reported now, not at the first dense query
+                return Collection(cdir, folder, manifest, None, verify=verify, model_spec=spec)
             if encoder is None:
                 encoder = load_encoder(spec or ModelSpec.model_validate(manifest.model_spec))
             check_encoder(manifest, encoder, name)

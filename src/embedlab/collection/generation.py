@@ -176,7 +176,7 @@ class GenerationJob:
             except EmbedlabError as err:  # changed since it was listed (now a FIFO, gone, unreadable)
                 skipped.append((rel, err.message, ""))
                 continue
-            if self.old_hashes.get(rel) == digest:
+            if self.old_hashes.get(rel) == digest and not self._recleaned():
                 self.keep.append(rel)
             elif rel in old_skipped and old_skipped[rel][0] == digest:
                 skipped.append((rel, old_skipped[rel][1], digest))
@@ -185,6 +185,10 @@ class GenerationJob:
             else:
                 read.append((entry, rel, digest))
         return read, skipped
+
+    def _recleaned(self) -> bool:
+        """True when the live generation's chunks were cut from text cleaned otherwise: all files are read again."""
+        return self.previous is not None and self.previous.chunking.cleaning != self.chunking.cleaning
 
     def _relative(self, path: Path) -> str:
         """The document id; printable even for a name that is not UTF-8 (those are only ever skipped)."""

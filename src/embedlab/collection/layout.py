@@ -14,7 +14,12 @@ either the old generation or the new one live, both complete.  Leftovers (tempor
 folders, a renamed generation that ``CURRENT`` never named, the previous generation
 after a switch) are removed by the next run, under the lock.
 
-The root is ``--root``, else ``$EMBEDLAB_COLLECTIONS``, else ``./collections``.
+The root is ``--root``, else ``$EMBEDLAB_COLLECTIONS``, else a per-user data folder
+(:func:`default_root`: ``platformdirs.user_data_dir("embedlab")/collections``, e.g.
+``~/.local/share/embedlab/collections`` on Linux).  Why not ``./collections`` (the default until
+0.x): a collection built in one folder was "unknown" from any other; a per-user folder is the same
+wherever the command runs, as Chroma's and ``llm``'s stores are.  A collection still found in
+``./collections`` is named in the "unknown collection" error with the command that reaches it.
 """
 
 from __future__ import annotations
@@ -39,11 +44,32 @@ _TEMP = re.compile(r"^\.gen-\d{6,}\.tmp-\d+$")
 CRASH_ENV = "EMBEDLAB_CRASH_AT"
 
 
+LEGACY_ROOT = Path("collections")
+
+
+def default_root() -> Path:
+    """The per-user collections folder used when neither ``--root`` nor ``$EMBEDLAB_COLLECTIONS`` is given."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("embedlab", appauthor=False)) / "collections"
+
+
 def collections_root(root: str | Path | None = None) -> Path:
     if root is not None:
         return Path(root).expanduser()
     value = os.environ.get(ENV_ROOT)
-    return Path(value).expanduser() if value else Path("collections")
+    return Path(value).expanduser() if value else default_root()
+
+
+def _legacy_hint(name: str, root: Path) -> str | None:
+    """When the old default ``./collections`` holds ``name``, how to reach or move it."""
+    legacy = LEGACY_ROOT.absolute()
+    if legacy == root.absolute() or not (legacy / name / POINTER).is_file():
+        return None
+    return (
+        f"{legacy / name} was built under the old default folder ./collections: add `--root {legacy}` "
+        f"(or set ${ENV_ROOT}={legacy}), or move it with `mv {legacy / name} {root.absolute()}/`"
+    )
 
 
 def check_name(name: str) -> str:
@@ -89,15 +115,18 @@ class CollectionDir:
                 path=self.path,
                 hint="run `embedlab index build` again; an interrupted build resumes from the cache",
             )
+        legacy = _legacy_hint(self.name, self.root)
+        if legacy is not None:
+            return EmbedlabError(f"Unknown collection {self.name!r} in {self.root.absolute()}", hint=legacy)
         close = difflib.get_close_matches(self.name, known, n=1, cutoff=0.6)
         hint = f"Did you mean {close[0]!r}? " if close else ""
         available = ", ".join(known) if known else "none"
         return EmbedlabError(
-            f"Unknown collection {self.name!r} in {self.root}. {hint}Available: {available}",
+            f"Unknown collection {self.name!r} in {self.root.absolute()}. {hint}Available: {available}",
             hint=None
             if known
-            else f"create one with `embedlab index build FOLDER --collection "
-            f"{self.name} --model MODEL` (root: --root or ${ENV_ROOT})",
+            else f"create one with `embedlab index build {self.name} FOLDER --model MODEL` "
+            f"(root: --root or ${ENV_ROOT}; `embedlab index list` shows what exists)",
         )
 
     def live(self) -> Path:

@@ -27,9 +27,14 @@ class _Frozen(BaseModel):
 
 
 class Chunking(_Frozen):
+    """How chunks were cut; ``cleaning`` names the text clean-up (:data:`embedlab.data.clean.CLEANING`):
+    manifests written before it existed chunked the page text as extracted ("none"), and an update
+    of such a collection reads every file again."""
+
     max_tokens: int = Field(gt=0)
     overlap: int = Field(ge=0)
     counter: Literal["words", "model tokenizer"]
+    cleaning: Literal["none", "clean-1"] = "none"
 
 
 class LibraryReading(_Frozen):
@@ -40,6 +45,7 @@ class LibraryReading(_Frozen):
     max_pages: int = Field(default=DEFAULT_MAX_PAGES, gt=0)
     max_text_bytes: int = Field(default=DEFAULT_MAX_TEXT_BYTES, gt=0)
     max_chunks: int = Field(default=DEFAULT_MAX_CHUNKS, gt=0)
+    exclude: tuple[str, ...] = ()  # --exclude globs (.embedlabignore is read again on every update)
 
     @classmethod
     def of(cls, rules: LibraryRules) -> LibraryReading:
@@ -48,6 +54,7 @@ class LibraryReading(_Frozen):
             max_pages=rules.max_pages,
             max_text_bytes=rules.max_text_bytes,
             max_chunks=rules.max_chunks,
+            exclude=rules.exclude,
         )
 
     def rules(self) -> LibraryRules:
@@ -56,6 +63,7 @@ class LibraryReading(_Frozen):
             max_pages=self.max_pages,
             max_text_bytes=self.max_text_bytes,
             max_chunks=self.max_chunks,
+            exclude=self.exclude,
         )
 
 

@@ -82,6 +82,7 @@ class Hit:
             "snippet_end": self.snippet_end,
             "highlights": [list(span) for span in self.highlights],
             "snippet": self.snippet,
+            "marked_snippet": self.marked_snippet(),  # highlights as **bold** Markdown
         }
 
 

@@ -2,8 +2,11 @@
 
 Rules, in order of priority:
 
-1. A chunk never spans two pages, so its page number is exact, and its text is exactly
-   ``page.text[char_start:char_end]`` (no whitespace at either end).
+1. A chunk never spans two pages, so its page number is exact.  Chunks are cut from the
+   page's clean text (:mod:`embedlab.data.clean`) and a chunk's text is a span of it (no
+   whitespace at either end); ``char_start``/``char_end`` are that span mapped back to the
+   page text as extracted, so ``page.text[char_start:char_end]`` is where the passage is
+   on the page (the two are equal for text without artefacts).
 2. A chunk has at most ``max_tokens`` tokens, as counted by ``count_tokens`` on the
    chunk's own text (so a tokenizer that adds special tokens is honoured), and at most
    ``max_tokens * MAX_CHARS_PER_TOKEN`` characters whatever the counter says: text with no
@@ -15,6 +18,9 @@ Rules, in order of priority:
    the budget is cut at a line end
    (at least half full) or else between words, and a single word longer than the
    budget between characters.
+   A back-matter heading on a line of its own ("References", "Bibliography", "Acknowledgements",
+   "Notes", "Appendix A") always starts a new chunk: a passage and the reference list after it
+   are different content, and one embedding of both matches neither well.
 4. Consecutive chunks of a page overlap by at most ``overlap`` tokens: the longest run of
    whole trailing sentences of the previous chunk that fits, or, when its last sentence
    alone is too long, its last words.  The overlap is shortened or dropped when keeping
@@ -48,6 +54,11 @@ from embedlab.data.ingest import SourceDocument
 from embedlab.errors import EmbedlabError
 
 TokenCounter = Callable[[str], int]
+_BACK_MATTER = re.compile(  # a heading alone on its line
+    r"^[ \t]*((?:references|bibliography|acknowledge?ments?|notes|literature cited|works cited"
+    r"|appendix(?: [a-z0-9]{1,3})?)[:.]?)[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 MAX_CHARS_PER_TOKEN = 64  # no real tokenizer's tokens average this long; bounds text without boundaries
 _LONG_WORD = re.compile(rf"\S{{{MAX_CHARS_PER_TOKEN + 1},}}")
 
@@ -75,7 +86,7 @@ def tokenizer_counter(tokenizer: Any) -> TokenCounter:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A passage of one page: ``text == page.text[char_start:char_end]``."""
+    """A passage of one page: ``text`` is clean text; ``page.text[char_start:char_end]`` is where it came from."""
 
     doc: str  # the document's relative path (SourceDocument.relative)
     index: int  # 0-based position of the chunk in its document
@@ -112,14 +123,16 @@ def iter_chunks(
     _check_options(max_tokens, overlap, count_tokens)
     index = 0
     for page in doc.pages:
-        for start, end, tokens in _PageChunker(page.text, max_tokens, overlap, count_tokens).run():
+        clean = page.search_text
+        for start, end, tokens in _PageChunker(clean.text, max_tokens, overlap, count_tokens).run():
+            raw_start, raw_end = clean.raw_span(start, end)
             yield Chunk(
                 doc=doc.relative,
                 index=index,
                 page=page.number,
-                char_start=start,
-                char_end=end,
-                text=page.text[start:end],
+                char_start=raw_start,
+                char_end=raw_end,
+                text=clean.text[start:end],
                 tokens=tokens,
             )
             index += 1
@@ -266,6 +279,28 @@ class _PageChunker:
                 self.starts.append(s)
                 self.ends.append(e)
                 self.strong.append(i == len(sentences) - 1)
+        # ``hard[i]``: a back-matter heading follows sentence i, so a chunk must end after it
+        self.hard = [False] * len(self.starts)
+        for heading in _BACK_MATTER.finditer(text):
+            self._break_before(heading.start(1))
+
+    def _break_before(self, at: int) -> None:
+        """Make ``at`` (a heading's start) begin a sentence, and the sentence before it a hard end."""
+        i = bisect_right(self.starts, at) - 1
+        if i < 0:
+            return
+        if self.starts[i] < at < self.ends[i]:  # the heading runs on into the next line: split there
+            cut = at
+            while cut > self.starts[i] and self.text[cut - 1].isspace():
+                cut -= 1
+            self.starts.insert(i + 1, at)
+            self.ends.insert(i + 1, self.ends[i])
+            self.strong.insert(i + 1, self.strong[i])
+            self.hard.insert(i + 1, self.hard[i])
+            self.ends[i], self.strong[i] = cut, True
+            self.hard[i] = True
+        elif self.starts[i] == at and i > 0:
+            self.hard[i - 1] = True
 
     def _is_paragraph_break(self, brk: re.Match[str]) -> bool:
         """A blank line is a paragraph break unless a sentence visibly runs on through it.
@@ -324,6 +359,9 @@ class _PageChunker:
         fit = _latest_fitting(ends, lambda e: self.tokens(chunk_start, e), self.max_tokens, lo=first)
         if fit is not None:
             index, tokens = fit
+            hard = next((j for j in range(first, index) if self.hard[j]), None)
+            if hard is not None:  # a back-matter heading follows: the chunk ends before it
+                return chunk_start, ends[hard], self.tokens(chunk_start, ends[hard])
             if not self.strong[index]:  # prefer a paragraph end when the chunk stays half full
                 for j in range(index - 1, first - 1, -1):
                     if self.strong[j]:

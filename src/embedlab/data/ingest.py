@@ -8,11 +8,13 @@ can list what it left out.  :func:`read_document` reads one file and raises
 all (links, special files) and the caps per file are :mod:`embedlab.data.library`'s rules.
 
 Every document keeps the SHA-256 of its file bytes (what incremental updates compare)
-and its pages with 1-based numbers.  Text files and HTML are one page.  Text is kept as
-close to the source as readable search snippets allow: PDF text gets only light clean-up
-(line endings, NUL and soft hyphens, ligatures, trailing spaces, runs of blank lines);
-plain text and Markdown only have their line endings normalised and a BOM removed;
-HTML keeps the visible text with block elements as paragraphs (a blank line between).
+and its pages with 1-based numbers.  Text files and HTML are one page.  A page's ``text``
+is kept as close to the source as possible: PDF text gets only light clean-up (line
+endings, NUL and soft hyphens, ligatures, trailing spaces, runs of blank lines); plain
+text and Markdown only have their line endings normalised and a BOM removed; HTML keeps
+the visible text with block elements as paragraphs (a blank line between).  Its
+``clean`` text (:mod:`embedlab.data.clean`: whitespace, hyphenated line breaks, spaced-out
+letters, running headers and page numbers) is what is chunked and searched.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from embedlab.data.clean import CleanText, clean_pages, identity
 from embedlab.data.library import (
     DEFAULT_RULES,
     LibraryRules,
@@ -57,10 +60,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Page:
-    """One page of text; ``number`` is 1-based, as a reader sees it in a PDF viewer."""
+    """One page of text; ``number`` is 1-based, as a reader sees it in a PDF viewer.
+
+    ``text`` is the page as extracted (what chunk offsets point into); ``clean`` its text for
+    search, with the map back (see :mod:`embedlab.data.clean`), filled in by :func:`read_document`.
+    """
 
     number: int
     text: str
+    clean: CleanText | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def search_text(self) -> CleanText:
+        return self.clean if self.clean is not None else identity(self.text)
 
 
 @dataclass(frozen=True)
@@ -325,6 +337,8 @@ def read_document(path: str | Path, *, root: str | Path, rules: LibraryRules = D
     # a PDF's extracted text is counted page by page as it is extracted
     data = read_regular(path, root=root, rules=rules, max_bytes=None if kind == "pdf" else rules.max_text_bytes)
     pages = reader(data, path, rules)
+    cleaned = clean_pages([page.text for page in pages], kind=kind)
+    pages = tuple(Page(page.number, page.text, text) for page, text in zip(pages, cleaned, strict=True))
     text_bytes = sum(len(page.text.encode("utf-8", "surrogatepass")) for page in pages)
     if text_bytes > rules.max_text_bytes:  # HTML from a single-byte charset can grow in UTF-8
         raise over_cap(

@@ -19,6 +19,8 @@ elsewhere, hang the indexer, or exhaust memory:
   chunks per file.
 - **Names.**  A file or folder name that is not valid UTF-8 cannot be a document id (ids are
   stored, printed and sent as JSON): it is skipped, and shown with ``\\xNN`` escapes.
+- **Exclusions.**  ``--exclude`` globs and the library's ``.embedlabignore`` leave files and
+  folders out on purpose (:mod:`embedlab.data.ignore`); each is listed as skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from embedlab.data.ignore import Excluder, compile_pattern
 from embedlab.errors import EmbedlabError
 
 logger = logging.getLogger(__name__)
@@ -50,10 +53,15 @@ class LibraryRules:
     max_pages: int = DEFAULT_MAX_PAGES  # per PDF
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES  # per file
     max_chunks: int = DEFAULT_MAX_CHUNKS  # per file
+    exclude: tuple[str, ...] = ()  # globs of files and folders left out (see embedlab.data.ignore)
 
     def __post_init__(self) -> None:
         if not isinstance(self.follow_links, bool):
             raise EmbedlabError("invalid follow_links", found=repr(self.follow_links), expected="True or False")
+        if not isinstance(self.exclude, tuple) or not all(isinstance(glob, str) for glob in self.exclude):
+            raise EmbedlabError("invalid exclude", found=repr(self.exclude), expected="a tuple of glob strings")
+        for glob in self.exclude:
+            compile_pattern(glob, source="--exclude")
         for name, option in _OPTIONS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -245,6 +253,7 @@ def library_files(folder: str | Path, *, rules: LibraryRules = DEFAULT_RULES) ->
     if not root.is_dir():
         raise EmbedlabError("is a file, expected a library folder", path=root)
     root_real = os.path.realpath(root)
+    excluder = Excluder.load(root, rules.exclude)
     root_stat = os.stat(root)
     seen = {(root_stat.st_dev, root_stat.st_ino)}
     entries: list[tuple[tuple[str, ...], Path | Skipped]] = []
@@ -284,8 +293,15 @@ def library_files(folder: str | Path, *, rules: LibraryRules = DEFAULT_RULES) ->
                 info = os.stat(path) if problem is None else None
             except OSError as err:
                 problem, info = f"cannot read ({err.strerror or err})", None
+            excluded = (
+                excluder.reason(path.relative_to(root).as_posix(), is_folder=stat.S_ISDIR(info.st_mode))
+                if excluder.patterns and info is not None
+                else None
+            )
             if problem is not None or info is None:
                 skip(path, problem or "cannot read")
+            elif excluded is not None:
+                skip(path, excluded)
             elif stat.S_ISDIR(info.st_mode):
                 if is_link:
                     linked.append((path, info))

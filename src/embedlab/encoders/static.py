@@ -32,18 +32,19 @@ from embedlab.progress import progress_bar
 log = logging.getLogger(__name__)
 
 WORDLLAMA_PIN = "wordllama==0.4.0.post1"
-MODEL2VEC_PINS = "model2vec==0.10.0 skeletoken==0.6.1 (--no-deps)"
+# skeletoken must be installed with --no-deps (requirements-nodeps.lock): model2vec[distill] would pin
+# transformers<5.4, so the message gives both commands exactly
+MODEL2VEC_INSTALL = "pip install model2vec==0.10.0 && pip install --no-deps skeletoken==0.6.1"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL2VEC_DIMS = 256
 
 
-def _installed(dist: str, pin: str) -> str:
+def _installed(dist: str, command: str) -> str:
+    """The installed version of ``dist``; else an error whose hint is the exact ``command``."""
     try:
         return version(dist)
     except PackageNotFoundError:
-        raise EmbedlabError(
-            f"this model needs the {dist} package, which is not installed", hint=f"pip install {pin}"
-        ) from None
+        raise EmbedlabError(f"this model needs the {dist} package, which is not installed", hint=command) from None
 
 
 @contextlib.contextmanager
@@ -64,7 +65,7 @@ class WordLlamaEncoder(Encoder):
 
     def __init__(self, spec: ModelSpec) -> None:
         check_options(spec, accepted={"max_length", "normalize"}, what="the static model wordllama-l2-supercat")
-        self.version = _installed("wordllama", WORDLLAMA_PIN)
+        self.version = _installed("wordllama", f"pip install {WORDLLAMA_PIN}")
         with _root_logging_kept():
             import wordllama
             from wordllama import WordLlama
@@ -121,7 +122,7 @@ class WordLlamaEncoder(Encoder):
 class Model2VecEncoder(Encoder):
     def __init__(self, spec: ModelSpec) -> None:
         check_options(spec, accepted={"max_length"}, what="the static model minilm-model2vec")
-        self.version = _installed("model2vec", MODEL2VEC_PINS)
+        self.version = _installed("model2vec", MODEL2VEC_INSTALL)
         base = resolve_model(MINILM)
         self.folder = model2vec_folder(base.path, base.weights_sha256)
         from model2vec import StaticModel
@@ -181,7 +182,7 @@ def model2vec_folder(minilm: Path, minilm_sha256: str) -> Path:
     except ImportError as err:
         raise EmbedlabError(
             f"building minilm-model2vec needs model2vec's distill module ({err.name} is missing)",
-            hint=f"pip install {MODEL2VEC_PINS}",
+            hint=MODEL2VEC_INSTALL,
         ) from None
     log.info("distilling all-MiniLM-L6-v2 into a static model2vec model (once, about 30 s): %s", target)
     hf_logging.disable_progress_bar()

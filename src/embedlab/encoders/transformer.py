@@ -14,6 +14,9 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -32,7 +35,22 @@ log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 
 
+def _nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is loaded (Linux: /proc/driver/nvidia; elsewhere a libcuda to load).
+
+    ``torch.cuda.is_available()`` cannot be true without one, and ``import torch`` alone costs 1-2 s:
+    most of a one-off ``embedlab search`` on a CPU machine, which then runs ONNX and never needs torch.
+    """
+    import ctypes.util
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in {"", "-1"}:
+        return False
+    return Path("/proc/driver/nvidia/version").is_file() or ctypes.util.find_library("cuda") is not None
+
+
 def _cuda_available() -> bool:
+    if "torch" not in sys.modules and not _nvidia_driver_present():
+        return False
     try:
         import torch
     except ImportError:
@@ -279,15 +297,34 @@ def onnx_export(resolved: ResolvedModel) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(target, "wb") as handle, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about constant shapes; the test compares outputs
-        # torch annotates ``f`` as a path only, but the TorchScript exporter (dynamo=False) writes to a file too
-        torch.onnx.export(
-            LastHidden(),
-            example,
-            handle,  # type: ignore[arg-type]  # a binary file: see the comment above
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
+        try:
+            # torch annotates ``f`` as a path only, but the TorchScript exporter (dynamo=False) writes to a file too
+            torch.onnx.export(
+                LastHidden(),
+                example,
+                handle,  # type: ignore[arg-type]  # a binary file: see the comment above
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        except Exception as err:  # the exporter raises many types; the op it names is what a user needs
+            raise export_error(err, resolved.name) from None
     return target
+
+
+_UNSUPPORTED_OP = re.compile(r"(?:operator|op)\s+'?([A-Za-z_]+::[A-Za-z0-9_.]+)'?|(aten::[A-Za-z0-9_.]+)")
+
+
+def export_error(err: BaseException, model: str) -> EmbedlabError:
+    """An ONNX export failure as one line naming the operator the exporter could not convert."""
+    text = str(err)
+    match = _UNSUPPORTED_OP.search(text)
+    op = next((g for g in match.groups() if g), None) if match else None
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
+    return EmbedlabError(
+        f"cannot export {model!r} to ONNX (opset {ONNX_OPSET}): "
+        + (f"operator {op} is not supported" if op else first),
+        hint="use backend=torch for this model; ONNX variants (shrink int8/fp16) need an exportable model",
+    )

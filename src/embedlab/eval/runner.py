@@ -41,6 +41,7 @@ class EvalSpec:
     use_cache: bool = True
     cache_dir: Path | None = None
     latency_queries: int = 100
+    latency_repeats: int = 1  # --repeat: probe latency N times, keep the quietest (eval.measure)
     seed: int = 0
     show_progress: bool = False
 
@@ -152,8 +153,20 @@ def _measure(
         list(dataset.queries.values()),
         samples=spec.latency_queries,
         seed=spec.seed,
+        repeat=spec.latency_repeats,
     )
     latency["what"] = "one query at a time: encode + top-10 search, no cache"
+    conditions = retriever.conditions().copy()  # a fresh dict: the load goes into it
+    if "machine" in latency:
+        conditions["machine"] = machine = latency.pop("machine")
+        if machine.get("busy"):
+            log.warning(
+                "machine busy while timing %s on %s (%s): its latency is inflated; "
+                "rerun with --repeat N or on a quiet machine",
+                model.name,
+                dataset.name,
+                machine.get("busy_because"),
+            )
     measurements: Measurements = {
         "load_seconds": load_s,
         "corpus": _throughput(corpus_stats, index_s, dataset.doc_count, cache),
@@ -170,7 +183,7 @@ def _measure(
             "peak_rss_bytes": peak_rss_bytes(),
             "note": "peak is the whole process so far (it includes models evaluated earlier)",
         },
-        "conditions": retriever.conditions(),
+        "conditions": conditions,
     }
     return ModelResult(
         dataset=dataset.name,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.table import Table
 
 from embedlab.eval.runner import EvalReport
 from embedlab.reports.rows import FOOTNOTE, columns, conditions_line, row
+from embedlab.reports.terminal import console as terminal_console
+from embedlab.reports.terminal import rich_table
 
 SPEED_SIZE = (
     "docs/s",
@@ -25,19 +26,14 @@ SPEED_SIZE = (
 
 
 def print_summary(report: EvalReport, *, main_metrics: Sequence[str], console: Console | None = None) -> None:
-    console = console or Console(width=200)
+    console = console or terminal_console()
     for dataset in report.datasets:
         results = [r for r in report.results if r.dataset == dataset]
         rows = [row(r, report) for r in results]
         ok = [r for r in rows if "error" not in r]
         wanted = ["model"] + [m for m in main_metrics if any(m in r for r in ok)] + list(SPEED_SIZE)
         cols = [c for c in wanted if c in columns(ok) or c == "model"]
-        table = Table(title=f"{dataset} ({report.spec.split})")
-        for col in cols:
-            table.add_column(col, justify="left" if col == "model" else "right")
-        for r in ok:
-            table.add_row(*(r.get(c, "-") for c in cols))
-        console.print(table)
+        console.print(rich_table(f"{dataset} ({report.spec.split})", cols, [[r.get(c, "-") for c in cols] for r in ok]))
         for r in rows:
             if "error" in r:
                 console.print(f"[red]FAILED[/red] {r['model']}: {r['error']}", markup=True, highlight=False)

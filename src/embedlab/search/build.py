@@ -53,3 +53,8 @@ def check_retrievable(spec: ModelSpec | PipelineSpec) -> None:
         entry = entry_for(model)
         if entry is None or not entry.lexical:
             check_index(model)
+    if isinstance(spec, PipelineSpec) and spec.rerank:
+        from embedlab.search.rerank import load_reranker
+
+        for stage in spec.rerank:  # checks the folder's kind; weights load on first use
+            load_reranker(stage.reranker)

@@ -4,10 +4,11 @@ A :class:`Reranker` scores (query, text) pairs; higher is better.  The search ap
 to its top N candidates and orders them by the new score (ties: the first stage's order).
 
 - :class:`CrossEncoderReranker`: a cross-encoder (query and passage read together, e.g.
-  ``cross-encoder/ms-marco-MiniLM-L-6-v2``) from a local folder, loaded on first use with
-  ``transformers.AutoModelForSequenceClassification``.  No cross-encoder ships with the
-  offline package set this project uses, so it is only tested on a tiny randomly
-  initialised model built by the tests.
+  ``cross-encoder/ms-marco-MiniLM-L-6-v2``, or one trained by ``embedlab finetune --kind
+  cross-encoder``) from a local folder, loaded on first use with
+  ``transformers.AutoModelForSequenceClassification``; its scores equal
+  ``sentence_transformers.CrossEncoder(folder).predict`` for folders saved with an identity
+  activation (tested).
 - :class:`WordOverlapReranker`: deterministic and model-free (the share of the query's
   terms found in the text), for tests and as a cheap example.
 """
@@ -59,17 +60,13 @@ class CrossEncoderReranker:
     of the last label ("relevant") of a multi-label one.  Loaded lazily and once, thread-safe.
     """
 
-    def __init__(self, folder: str | Path, *, max_length: int = 512, batch_size: int = 16, device: str = "cpu") -> None:
+    def __init__(
+        self, folder: str | Path, *, max_length: int | None = None, batch_size: int = 16, device: str = "cpu"
+    ) -> None:
         self.folder = Path(folder)
-        if not (self.folder / "config.json").is_file():
-            raise EmbedlabError(
-                "not a cross-encoder folder (no config.json)",
-                path=self.folder,
-                expected="a local folder saved by transformers (config.json, weights, tokenizer)",
-                hint="download one elsewhere (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) and copy it",
-            )
+        check_cross_encoder_folder(self.folder, role="re-ranker")
         self.name = f"cross-encoder:{self.folder.name}"
-        self.max_length = max_length
+        self.max_length = max_length  # None: the tokenizer's own limit (what CrossEncoder.predict uses), <= 512
         self.batch_size = batch_size
         self.device = device
         self._model: Any = None  # transformers' model and tokenizer, loaded on first use
@@ -112,13 +109,40 @@ class CrossEncoderReranker:
                     batch,
                     padding=True,
                     truncation=True,
-                    max_length=self.max_length,
+                    max_length=self.max_length or min(MAX_LENGTH, tokenizer.model_max_length),
                     return_tensors="pt",
                 ).to(self.device)
                 logits = model(**inputs).logits
                 column = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1]
                 out.extend(float(v) for v in column.float().cpu())
         return out
+
+
+MAX_LENGTH = 512  # tokenizers without a limit report model_max_length = 1e30
+
+
+def check_cross_encoder_folder(folder: Path, *, role: str, allow_embedding: bool = False) -> None:
+    """One clear line when ``folder`` cannot serve as a cross-encoder: no ``config.json``, or an
+    embedding model (bi-encoder) where a re-ranker is wanted.  ``allow_embedding``: a training
+    base may be an embedding model (it gets a new classification head)."""
+    from embedlab.encoders.resolve import folder_kind
+
+    if not (folder / "config.json").is_file():
+        raise EmbedlabError(
+            "not a cross-encoder folder (no config.json)",
+            path=folder,
+            expected="a local folder saved by transformers (config.json, weights, tokenizer)",
+            hint="train one with `embedlab finetune --kind cross-encoder`, or copy one "
+            "(e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) here",
+        )
+    if not allow_embedding and folder_kind(folder) == "embedding":
+        raise EmbedlabError(
+            f"the {role} folder is a bi-encoder (embedding model), not a cross-encoder",
+            path=folder,
+            expected="a sequence-classification model (config.json architectures: *ForSequenceClassification)",
+            hint=f"to re-score with embeddings write 'bi:{folder}@DEPTH'; "
+            "to make a cross-encoder from it: embedlab finetune --kind cross-encoder --base ...",
+        )
 
 
 def load_reranker(name: str) -> Reranker:

@@ -112,7 +112,8 @@ class PipelineRetriever(Retriever):
             "parameters": total("parameters"),
             "weights_bytes": total("weights_bytes"),
             "index_bytes": total("index_bytes"),
-            "dim": infos[0]["dim"],
+            # the dense stage's vector dimension (a BM25 stage's "dim" is its vocabulary size)
+            "dim": next((i["dim"] for i in infos if not str(i.get("index", "")).startswith("sparse")), infos[0]["dim"]),
             "index": " + ".join(str(info.get("index")) for info in infos),
             "stages": infos,
         }

@@ -7,6 +7,10 @@ Rules (written down so the recommendation can be defended):
   across datasets, the mean of the dataset means and the mean rank.
 - Latency for a constraint is the *worst* p95 over the datasets (search cost grows with
   the corpus); size is the model's weights on disk.
+- Index size per document is the index's memory over its rows (bytes per vector), projected
+  linearly to 1M documents: ``bytes_per_vector * 1e6 / 2**20`` MB, the worst over the datasets.
+- With a ``reference`` candidate (``embedlab shrink``: the original model), retained quality
+  is ``nDCG@10(candidate) / nDCG@10(reference)``, per dataset and of the means across them.
 - Cost = measured compute seconds x the machine's price per hour: per 1,000 queries from
   the mean single-query latency, per 1M documents indexed from the corpus throughput.
 - The best candidate is the highest mean nDCG@10 among those meeting every constraint.
@@ -15,18 +19,24 @@ Rules (written down so the recommendation can be defended):
   a bootstrap interval of the difference (``embedlab.eval.compare``).
   Those with adjusted p >= alpha are statistically tied with the best; the recommendation
   is the cheapest of the best and its ties (lowest cost per query, then smallest).
+- What is given up: every candidate better than the recommended one that misses a constraint is
+  named with how far it misses (relative to the limit) and what it would gain, with a p-value
+  (``select.tradeoff``).
+- A latency timed while the machine was busy (``eval.load``) is named in the reasons: a p95
+  inflated by other work can exclude a model that meets the budget on a quiet machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from embedlab.eval.compare import compare_to_reference
 from embedlab.eval.runner import EvalReport, ModelResult
 from embedlab.eval.stats import Interval, bootstrap_ci
+from embedlab.select.tradeoff import MAX_SHOWN, GivenUp, Miss, given_up, misses
 
 MB = 1024 * 1024
 QUALITY = "ndcg_at_10"
@@ -39,6 +49,8 @@ class Constraints:
     min_ndcg10: float | None = None
     price_per_hour: float | None = None
     alpha: float = 0.05
+    max_index_mb_per_1m: float | None = None
+    min_retained: float | None = None  # of the reference's nDCG@10 (needs a reference)
 
     def describe(self) -> str:
         parts = []
@@ -48,6 +60,10 @@ class Constraints:
             parts.append(f"size <= {self.max_size_mb:g} MB")
         if self.min_ndcg10 is not None:
             parts.append(f"nDCG@10 >= {self.min_ndcg10:g}")
+        if self.max_index_mb_per_1m is not None:
+            parts.append(f"index <= {self.max_index_mb_per_1m:g} MB per 1M docs")
+        if self.min_retained is not None:
+            parts.append(f"retained nDCG@10 >= {self.min_retained:g}")
         return ", ".join(parts) or "no constraints"
 
 
@@ -67,6 +83,10 @@ class Cell:
     parameters: int | None
     cost_per_1k_queries: float | None
     cost_per_1m_docs: float | None
+    busy: str = ""  # why the machine was busy while this latency was timed ("" when quiet)
+    index_bytes_per_vector: float | None = None
+    index_mb_per_1m: float | None = None
+    retained: float | None = None  # nDCG@10 / the reference's, on this dataset
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,9 @@ class Summary:
     size_mb: float
     cost_per_1k_queries: float | None
     violations: tuple[str, ...]
+    misses: tuple[Miss, ...] = ()
+    index_mb_per_1m: float | None = None
+    retained: float | None = None  # mean nDCG@10 / the reference's
 
     @property
     def qualifies(self) -> bool:
@@ -114,6 +137,7 @@ class Selection:
     recommended: str | None
     comparisons: list[Comparison]
     reasons: list[str] = field(default_factory=list)
+    given_up: list[GivenUp] = field(default_factory=list)
 
 
 def _cell(result: ModelResult, price: float | None, *, seed: int) -> Cell:
@@ -127,6 +151,10 @@ def _cell(result: ModelResult, price: float | None, *, seed: int) -> Cell:
     }
     mean_ms = float(latency["mean_ms"])
     rate = corpus.get("docs_per_second")
+    per_vector = size.get("index_bytes_per_vector")
+    if per_vector is None and size.get("index_bytes") and corpus.get("documents"):
+        per_vector = float(size["index_bytes"]) / float(corpus["documents"])
+    machine = m["conditions"].get("machine")
     return Cell(
         model=result.model,
         dataset=result.dataset,
@@ -140,7 +168,38 @@ def _cell(result: ModelResult, price: float | None, *, seed: int) -> Cell:
         parameters=size.get("parameters"),
         cost_per_1k_queries=None if price is None else mean_ms / 1000 * 1000 * price / 3600,
         cost_per_1m_docs=None if price is None or not rate else 1e6 / rate * price / 3600,
+        busy=str(machine.get("busy_because") or "") if machine else "",
+        index_bytes_per_vector=per_vector,
+        index_mb_per_1m=None if per_vector is None else per_vector * 1e6 / MB,
     )
+
+
+def _with_retained(cells: list[Cell], reference: str) -> list[Cell]:
+    base = {c.dataset: c.quality[QUALITY].mean for c in cells if c.model == reference}
+    return [
+        replace(c, retained=c.quality[QUALITY].mean / base[c.dataset] if base.get(c.dataset) else None) for c in cells
+    ]
+
+
+def _index_and_retained(
+    model: str, datasets: list[str], cell: dict[tuple[str, str], Cell], reference: str | None
+) -> tuple[float | None, float | None]:
+    """The worst projected index MB per 1M documents over the datasets, and retained mean nDCG@10."""
+    per_1m = [v for d in datasets if (v := cell[(model, d)].index_mb_per_1m) is not None]
+    if reference is None:
+        return (max(per_1m) if per_1m else None), None
+    mean = float(np.mean([cell[(model, d)].quality[QUALITY].mean for d in datasets]))
+    ref = float(np.mean([cell[(reference, d)].quality[QUALITY].mean for d in datasets]))
+    return (max(per_1m) if per_1m else None), (mean / ref if ref > 0 else None)
+
+
+def _shrink_misses(index_mb: float | None, retained: float | None, c: Constraints) -> tuple[Miss, ...]:
+    out = []
+    if c.max_index_mb_per_1m is not None and index_mb is not None and index_mb > c.max_index_mb_per_1m:
+        out.append(Miss("index per 1M docs", index_mb, c.max_index_mb_per_1m, "--max-index-mb-per-1m", " MB"))
+    if c.min_retained is not None and retained is not None and retained < c.min_retained:
+        out.append(Miss("retained nDCG@10", retained, c.min_retained, "--min-retained", "", is_floor=True))
+    return tuple(out)
 
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
@@ -158,17 +217,6 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda n: (points[n][1], -points[n][0], n))
 
 
-def _violations(s_quality: float, worst_p95: float, size_mb: float, c: Constraints) -> tuple[str, ...]:
-    out = []
-    if c.max_p95_ms is not None and worst_p95 > c.max_p95_ms:
-        out.append(f"p95 {worst_p95:.1f} ms > {c.max_p95_ms:g} ms")
-    if c.max_size_mb is not None and size_mb > c.max_size_mb:
-        out.append(f"size {size_mb:.1f} MB > {c.max_size_mb:g} MB")
-    if c.min_ndcg10 is not None and s_quality < c.min_ndcg10:
-        out.append(f"nDCG@10 {s_quality:.4f} < {c.min_ndcg10:g}")
-    return tuple(out)
-
-
 def _pooled(result_by_dataset: dict[str, ModelResult]) -> dict[tuple[str, str], float]:
     pooled = {}
     for dataset, result in result_by_dataset.items():
@@ -178,7 +226,8 @@ def _pooled(result_by_dataset: dict[str, ModelResult]) -> dict[tuple[str, str], 
     return pooled
 
 
-def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Selection:
+def select(report: EvalReport, constraints: Constraints, *, seed: int = 0, reference: str | None = None) -> Selection:
+    """The analysis; ``reference`` names the candidate that retained quality is relative to."""
     ok = [r for r in report.results if r.ok]
     failures = [r for r in report.results if not r.ok]
     failed_models = {r.model for r in failures}
@@ -186,6 +235,8 @@ def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Se
     datasets = list(report.datasets)
     by = {(r.model, r.dataset): r for r in ok}
     cells = [_cell(by[(m, d)], constraints.price_per_hour, seed=seed) for d in datasets for m in models]
+    if reference is not None and reference in models:
+        cells = _with_retained(cells, reference)
     cell = {(c.model, c.dataset): c for c in cells}
 
     ranks: dict[str, list[int]] = {m: [] for m in models}
@@ -200,6 +251,9 @@ def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Se
         size = cell[(m, datasets[0])].size_mb
         costs = [cell[(m, d)].cost_per_1k_queries for d in datasets]
         known = [c for c in costs if c is not None]
+        missed = misses(quality=quality, worst_p95_ms=worst, size_mb=size, limits=constraints)
+        index_mb, retained = _index_and_retained(m, datasets, cell, reference if reference in models else None)
+        missed += _shrink_misses(index_mb, retained, constraints)
         summaries.append(
             Summary(
                 model=m,
@@ -209,7 +263,10 @@ def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Se
                 mean_ms=float(np.mean([cell[(m, d)].mean_ms for d in datasets])),
                 size_mb=size,
                 cost_per_1k_queries=float(np.mean(known)) if len(known) == len(costs) else None,
-                violations=_violations(quality, worst, size, constraints),
+                violations=tuple(x.describe() for x in missed),
+                misses=missed,
+                index_mb_per_1m=index_mb,
+                retained=retained,
             )
         )
     by_name = {s.model: s for s in summaries}
@@ -228,7 +285,7 @@ def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Se
             None,
             None,
             [],
-            _nothing_qualifies(summaries, constraints),
+            _nothing_qualifies(summaries, constraints) + _busy_lines(cells),
         )
     best = qualifying[0]
     pooled = {s.model: _pooled({d: by[(s.model, d)] for d in datasets}) for s in qualifying}
@@ -248,6 +305,17 @@ def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Se
     pool = [best] + [by_name[c.model] for c in comparisons if c.tied]
     choice = min(pool, key=lambda s: (s.mean_ms, s.size_mb, s.model))
     reasons = _explain(best, choice, comparisons, qualifying, summaries, constraints, len(datasets))
+    better = [
+        (s.model, s.misses)
+        for s in sorted(summaries, key=lambda s: (-s.mean_quality, s.model))
+        if not s.qualifies and s.mean_quality > choice.mean_quality
+    ]
+    per_query = {s.model: _pooled({d: by[(s.model, d)] for d in datasets}) for s in summaries}
+    lost = given_up(choice.model, better, per_query, metric=QUALITY, seed=seed)
+    reasons += [g.describe(constraints.alpha) for g in lost[:MAX_SHOWN]]
+    if len(lost) > MAX_SHOWN:
+        reasons.append(f"{len(lost) - MAX_SHOWN} more better candidates miss a constraint (see selection.json).")
+    reasons += _busy_lines(cells)
     return Selection(
         constraints,
         cells,
@@ -259,7 +327,19 @@ def select(report: EvalReport, constraints: Constraints, *, seed: int = 0) -> Se
         choice.model,
         comparisons,
         reasons,
+        lost,
     )
+
+
+def _busy_lines(cells: Sequence[Cell]) -> list[str]:
+    busy = [c for c in cells if c.busy]
+    if not busy:
+        return []
+    return [
+        f"Warning: the machine was busy while timing {', '.join(f'{c.model} on {c.dataset}' for c in busy)} "
+        f"({busy[0].busy}): those latencies include other work and may decide a --max-p95-ms constraint wrongly; "
+        "rerun with --repeat N (keeps the quietest run) or on a quiet machine."
+    ]
 
 
 def _explain(
@@ -317,5 +397,8 @@ def _nothing_qualifies(summaries: Sequence[Summary], c: Constraints) -> list[str
             fixes.append(f"--max-size-mb {s.size_mb * 1.01:.1f}")
         if c.min_ndcg10 is not None and s.mean_quality < c.min_ndcg10:
             fixes.append(f"--min-ndcg10 {s.mean_quality:.3f}")
-        lines.append(f"To admit {s.model} (nDCG@10 {s.mean_quality:.4f}): relax {' and '.join(fixes)}.")
+        lines.append(
+            f"To admit {s.model} (nDCG@10 {s.mean_quality:.4f}; misses {'; '.join(m.describe() for m in s.misses)}): "
+            f"relax {' and '.join(fixes)}."
+        )
     return lines

@@ -15,7 +15,11 @@ from embedlab.eval.runner import EvalReport
 from embedlab.reports.html import STYLE, html_table
 from embedlab.reports.markdown import markdown_table
 from embedlab.reports.svg import Point, grouped_bars, scatter
-from embedlab.select.analysis import QUALITY, Selection
+from embedlab.reports.terminal import console as terminal_console
+from embedlab.reports.terminal import rich_table
+from embedlab.select.analysis import QUALITY, Selection, pareto_front
+
+MIN_QUALITY_SPAN = 0.1  # nDCG@10 axes span at least this much: small differences look small
 
 
 def _money(value: float | None) -> str:
@@ -43,8 +47,24 @@ def matrix_rows(selection: Selection, dataset: str) -> list[dict[str, str]]:
                 "cost / 1M docs": _money(c.cost_per_1m_docs),
             }
         )
+        row.update(_shrink_columns(c.index_bytes_per_vector, c.index_mb_per_1m, c.retained, selection))
         rows.append(row)
     return rows
+
+
+def _shrink_columns(
+    per_vector: float | None, per_1m: float | None, retained: float | None, selection: Selection
+) -> dict[str, str]:
+    """Index bytes per vector, projected MB per 1M documents and retained quality, where known
+    (retained only when the selection has a reference: ``embedlab shrink``)."""
+    out = {}
+    if per_vector is not None:
+        out["index B/vector"] = f"{per_vector:.0f}"
+    if any(c.index_mb_per_1m is not None for c in selection.cells):
+        out["index MB / 1M docs"] = "-" if per_1m is None else f"{per_1m:.0f}"
+    if any(c.retained is not None for c in selection.cells):
+        out["retained"] = "-" if retained is None else f"{retained:.3f}"
+    return out
 
 
 def summary_rows(selection: Selection) -> list[dict[str, str]]:
@@ -60,6 +80,7 @@ def summary_rows(selection: Selection) -> list[dict[str, str]]:
                 "worst p95 ms": f"{s.worst_p95_ms:.2f}",
                 "size MB": f"{s.size_mb:.1f}",
                 "cost / 1k queries": _money(s.cost_per_1k_queries),
+                **_shrink_columns(None, s.index_mb_per_1m, s.retained, selection),
                 "meets constraints": "yes" if s.qualifies else "no: " + "; ".join(s.violations),
                 "vs best (Holm p)": "best"
                 if s.model == selection.best
@@ -84,7 +105,7 @@ def _verdict(selection: Selection) -> str:
 
 
 def print_selection(selection: Selection, report: EvalReport, console: Console | None = None) -> None:
-    console = console or Console(width=220)
+    console = console or terminal_console()
     for dataset in report.datasets:
         rows = matrix_rows(selection, dataset)
         if rows:
@@ -98,12 +119,7 @@ def print_selection(selection: Selection, report: EvalReport, console: Console |
 
 
 def _rich(rows: list[dict[str, str]], title: str) -> Table:
-    table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for r in rows:
-        table.add_row(*r.values())
-    return table
+    return rich_table(title, list(rows[0]), [list(r.values()) for r in rows])
 
 
 def render_markdown(selection: Selection, report: EvalReport) -> str:
@@ -134,6 +150,19 @@ def render_markdown(selection: Selection, report: EvalReport) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _index_size_plot(selection: Selection) -> list[str]:
+    """Quality vs projected index size per 1M documents, when the candidates' indexes differ."""
+    sized = {s.model: (s.mean_quality, s.index_mb_per_1m) for s in selection.summaries if s.index_mb_per_1m}
+    if len({size for _, size in sized.values()}) < 2:
+        return []
+    front = pareto_front({m: (q, float(size or 0)) for m, (q, size) in sized.items()})
+    points = [Point(m, float(size or 0), q) for m, (q, size) in sized.items()]
+    return [
+        "<h2>Quality vs index size</h2>",
+        scatter(points, x_label="index MB per 1M documents (projected)", y_label="mean nDCG@10", front=front),
+    ]
+
+
 def render_html(selection: Selection, report: EvalReport) -> str:
     summary = summary_rows(selection)
     points = [Point(s.model, s.worst_p95_ms, s.mean_quality) for s in selection.summaries]
@@ -151,6 +180,19 @@ def render_html(selection: Selection, report: EvalReport) -> str:
         ]
         for s in selection.summaries
     }
+    errors = {
+        s.model: [
+            next(
+                (c.quality[QUALITY].low, c.quality[QUALITY].high)
+                for c in selection.cells
+                if c.model == s.model and c.dataset == d
+            )
+            for d in datasets
+        ]
+        for s in selection.summaries
+    }
+    c = selection.constraints
+    floor = None if c.min_ndcg10 is None else (c.min_ndcg10, f"--min-ndcg10 {c.min_ndcg10:g}")
     body = [
         "<h1>embedlab model selection</h1>",
         f"<p>Constraints: {html.escape(selection.constraints.describe())}.</p>",
@@ -158,11 +200,28 @@ def render_html(selection: Selection, report: EvalReport) -> str:
         *[f"<li>{html.escape(line)}</li>" for line in selection.reasons],
         "</ul>",
         "<h2>Quality vs latency</h2>",
-        scatter(points, x_label="worst p95 latency per query (ms)", y_label="nDCG@10", front=selection.pareto_latency),
+        scatter(
+            points,
+            x_label="worst p95 latency per query (ms)",
+            y_label="nDCG@10",
+            front=selection.pareto_latency,
+            x_limit=None if c.max_p95_ms is None else (c.max_p95_ms, f"--max-p95-ms {c.max_p95_ms:g}"),
+            y_limit=floor,
+            min_y_span=MIN_QUALITY_SPAN,
+        ),
         "<h2>Quality vs size</h2>",
-        scatter(size_points, x_label="model size on disk (MB)", y_label="mean nDCG@10", front=selection.pareto_size),
-        "<h2>nDCG@10 per dataset</h2>",
-        grouped_bars(datasets, series, y_label="nDCG@10"),
+        scatter(
+            size_points,
+            x_label="model size on disk (MB)",
+            y_label="mean nDCG@10",
+            front=selection.pareto_size,
+            x_limit=None if c.max_size_mb is None else (c.max_size_mb, f"--max-size-mb {c.max_size_mb:g}"),
+            y_limit=floor,
+            min_y_span=MIN_QUALITY_SPAN,
+        ),
+        *_index_size_plot(selection),
+        "<h2>nDCG@10 per dataset (95% bootstrap intervals)</h2>",
+        grouped_bars(datasets, series, y_label="nDCG@10", errors=errors),
         "<h2>Across datasets</h2>",
         html_table(summary, list(summary[0])) if summary else "",
     ]
@@ -204,6 +263,7 @@ def _write_selection_files(selection: Selection, report: EvalReport, out: Path) 
         "summaries": [asdict(s) for s in selection.summaries],
         "cells": [asdict(c) for c in selection.cells],
         "comparisons": [asdict(c) for c in selection.comparisons],
+        "given_up": [asdict(g) for g in selection.given_up],
         "failures": [{"model": f.model, "dataset": f.dataset, "error": f.error} for f in selection.failures],
     }
     for name, text in (

@@ -24,8 +24,10 @@ class SelectSpec:
     cache_dir: Path | None = None
     use_cache: bool = True
     latency_queries: int = 100
+    latency_repeats: int = 1
     seed: int = 0
     show_progress: bool = False
+    reference: str | None = None  # the candidate retained quality is relative to (shrink: the original)
 
 
 def run_selection(spec: SelectSpec) -> tuple[EvalReport, Selection]:
@@ -38,11 +40,12 @@ def run_selection(spec: SelectSpec) -> tuple[EvalReport, Selection]:
             use_cache=spec.use_cache,
             cache_dir=spec.cache_dir,
             latency_queries=spec.latency_queries,
+            latency_repeats=spec.latency_repeats,
             seed=spec.seed,
             show_progress=spec.show_progress,
         )
     )
-    return report, select(report, spec.constraints, seed=spec.seed)
+    return report, select(report, spec.constraints, seed=spec.seed, reference=spec.reference)
 
 
 def pooling_candidates(model: str) -> tuple[ModelSpec, ...]:

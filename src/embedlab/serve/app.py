@@ -17,8 +17,8 @@ Routes (JSON unless said otherwise):
 Limits: request bodies over ``max_body_bytes`` get 413 before they are read; ``k`` above
 ``max_k`` gets 422; a query over 4,096 characters gets 422.  With an API key configured,
 ``/v1/*`` needs it (``X-API-Key`` header, ``Authorization: Bearer``, or the
-``embedlab_api_key`` cookie the web page sets); ``/healthz``, ``/metrics`` and the page
-itself stay open.
+``embedlab_api_key`` cookie the web page sets), and so does ``GET /dashboard`` (online metrics as
+inline-SVG plots, ``?window=1h&hours=24``); ``/healthz``, ``/metrics`` and the page itself stay open.
 
 Every error, whatever produced it, is ``{"error": "<one line>"}`` JSON with the status: 400 for a
 body that cannot be read (not UTF-8, JSON nested too deep), 401, 404 (unknown path), 405 (wrong
@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -69,6 +70,7 @@ from embedlab.serve.gate import Gate
 from embedlab.serve.limits import BodyLimit
 from embedlab.serve.live import LiveCollection
 from embedlab.serve.metrics import Metrics
+from embedlab.serve.searchlog import SearchLog, SearchRow
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -193,6 +195,7 @@ class SearchRequest(_Body):
     # the whole pipeline instead of mode/rrf_k/weights/rerank, e.g. "bm25 + dense | rrf:k=30 >> word-overlap@50";
     # a re-rank stage must name this server's own re-ranker (a request never loads a model)
     pipeline: Text | None = Field(None, min_length=1, max_length=1024)
+    session: Text | None = Field(None, max_length=128)  # stored with the search (re-formulations, A/B)
 
 
 class FeedbackRequest(_Body):
@@ -204,6 +207,7 @@ class FeedbackRequest(_Body):
     mode: Literal["dense", "bm25", "hybrid"] | None = None
     generation: int | None = Field(None, ge=1, le=INT64_MAX)
     session: Text | None = Field(None, max_length=128)
+    search_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")  # from the /v1/search response
 
 
 def _static(name: str) -> bytes:
@@ -234,6 +238,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     reranker: Reranker | None = load_reranker(config.reranker) if config.reranker else None
     live: LiveCollection | None = None
     feedback: FeedbackStore | None = None
+    search_log: SearchLog | None = None
     if config.collection is not None:
         live = LiveCollection(
             config.collection, root=config.root, on_open=on_open, on_failed_open=metrics.reload_failures.inc
@@ -241,6 +246,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         feedback = FeedbackStore(
             config.feedback_path or CollectionDir(config.collection, root=config.root).path / FEEDBACK_FILE
         )
+        search_log = SearchLog(feedback.path, on_drop=metrics.search_log_dropped.inc)
     models = _served_models(config, live)
     cache = EmbeddingCache(config.cache_dir) if config.cache_dir is not None and models else None
     embedders = {
@@ -275,6 +281,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             batcher.close()
         if live is not None:
             live.close()
+        if search_log is not None:
+            search_log.close()
         if feedback is not None:
             feedback.close()
         if cache is not None:
@@ -284,6 +292,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.config = config
     app.state.live = live
     app.state.feedback = feedback
+    app.state.search_log = search_log
     app.state.metrics = metrics
     batchers: dict[str, MicroBatcher[Any, Any]] = {**embedders, **({"search": searcher} if searcher else {})}
     app.state.batchers = batchers
@@ -350,8 +359,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             return JSONResponse(openai_error_body("; ".join(parts)), status_code=400)
         return JSONResponse({"error": "; ".join(parts)}, status_code=422)
 
-    if live is not None and searcher is not None and feedback is not None:
-        _collection_routes(app, config, live, searcher, feedback, reranker, metrics, page, script)
+    if live is not None and searcher is not None and feedback is not None and search_log is not None:
+        _collection_routes(app, config, live, searcher, (feedback, search_log), reranker, metrics, page, script)
 
     if models:
 
@@ -383,6 +392,10 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/metrics")
     def prometheus() -> Response:
+        if feedback is not None:
+            from embedlab.monitor.check import STATE_FILE
+
+            metrics.load_monitor_state(feedback.path.parent / STATE_FILE)
         for name, batcher in batchers.items():
             metrics.queue.labels(batcher=_batcher_label(name)).set(batcher.waiting)
         data, content_type = metrics.render()
@@ -392,9 +405,11 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
-def _collection_routes(app, config, live, searcher, feedback, reranker, metrics, page, script) -> None:
+def _collection_routes(app, config, live, searcher, stores, reranker, metrics, page, script) -> None:
     """Search, feedback, documents and the web page: the routes of a served collection."""
     from fastapi.responses import FileResponse, JSONResponse, Response
+
+    feedback, search_log = stores
 
     @app.post("/v1/search")
     async def search(body: SearchRequest) -> JSONResponse:
@@ -402,12 +417,31 @@ def _collection_routes(app, config, live, searcher, feedback, reranker, metrics,
             return JSONResponse(
                 {"error": f"k: {body.k} is above this server's limit of {config.max_k}"}, status_code=422
             )
+        started = time.perf_counter()
         query = _query(body, live.current, reranker, config)
-        result = await searcher.submit(query)
+        result, compute_ms = await searcher.submit(query)
         if isinstance(result, EmbedlabError):
             raise result
         metrics.observe_search(result.mode, result.latency_ms)
-        return JSONResponse(result.to_dict())
+        search_id = uuid.uuid4().hex
+        search_log.record(
+            SearchRow(
+                search_id=search_id,
+                ts=time.time(),
+                collection=result.collection,
+                generation=result.generation,
+                arm=result.collection,
+                session=body.session,
+                query=body.query,
+                mode=result.mode,
+                k=body.k,
+                result_ids=[hit.chunk_id for hit in result.hits],
+                top_score=result.hits[0].score if result.hits else None,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                compute_ms=compute_ms,
+            )
+        )
+        return JSONResponse({**result.to_dict(), "search_id": search_id})
 
     @app.post("/v1/feedback")
     def give_feedback(body: FeedbackRequest) -> JSONResponse:
@@ -428,6 +462,7 @@ def _collection_routes(app, config, live, searcher, feedback, reranker, metrics,
             rank=body.rank,
             result_ids=body.result_ids,
             session=body.session,
+            search_id=body.search_id,
         )
         metrics.feedback.labels(kind=body.kind).inc()
         return JSONResponse({"id": row_id, "known_chunk": path is not None})
@@ -444,6 +479,26 @@ def _collection_routes(app, config, live, searcher, feedback, reranker, metrics,
             content_disposition_type="inline",
             headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"},
         )
+
+    @app.get("/dashboard")
+    def dashboard(window: str = "1h", hours: float = 24.0) -> Response:
+        """Online metrics of the last ``hours`` per ``window`` (the page `embedlab monitor report`
+        writes); it shows what users searched for in aggregate, so the gate asks for the API key."""
+        from embedlab.monitor.events import load_searches
+        from embedlab.monitor.online import Options, parse_duration
+        from embedlab.monitor.report import build_report, render_dashboard
+
+        if not 0 < hours <= 24 * 90:
+            return JSONResponse({"error": "hours: must be above 0 and at most 2160"}, status_code=422)
+        try:
+            window_s = parse_duration(window[:20], option="window")
+        except EmbedlabError as err:
+            return JSONResponse({"error": err.one_line()}, status_code=422)
+        if hours * 3600 / window_s > 2000:
+            return JSONResponse({"error": "window: too many windows (at most 2000)"}, status_code=422)
+        searches = load_searches(feedback.path, collection=config.collection, since=time.time() - hours * 3600)
+        report = build_report(searches, collection=config.collection, window_s=window_s, options=Options())
+        return Response(render_dashboard(report), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
     @app.get("/")
     def index() -> Response:
@@ -486,8 +541,12 @@ def _query(body: SearchRequest, collection: Collection, reranker: Reranker | Non
     )
 
 
-def _search_batch(live: LiveCollection, queries: list[Query]) -> list[SearchResponse | EmbedlabError]:
-    return live.run(lambda c: search_batch(c, queries))
+def _search_batch(live: LiveCollection, queries: list[Query]) -> list[tuple[SearchResponse | EmbedlabError, float]]:
+    """Each query's answer and its share of the batch's compute (ms): the cost of one query."""
+    started = time.perf_counter()
+    answers = live.run(lambda c: search_batch(c, queries))
+    share = (time.perf_counter() - started) * 1000.0 / max(1, len(queries))
+    return [(answer, share) for answer in answers]
 
 
 def _served_models(config: ServeConfig, live: LiveCollection | None) -> dict[str, ServedModel]:

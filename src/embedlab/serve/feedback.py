@@ -13,6 +13,10 @@ Numbers must fit SQLite's signed 64-bit integers (the API refuses others with 42
 by hand, written by an older version: a result list that is not JSON, an id that does not
 fit, text that is not UTF-8) is skipped and reported by id, so one bad row never stops the
 export of the good ones.
+
+The same file holds the search log (table ``searches``, one row per answered search, written by
+:mod:`embedlab.serve.searchlog`); feedback rows name their search (``search_id``).  The schema is
+versioned (``PRAGMA user_version``, :func:`migrate`): an older file is upgraded in place when opened.
 """
 
 from __future__ import annotations
@@ -48,6 +52,55 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created);
 """
+# Schema migrations, applied in order to a file whose ``PRAGMA user_version`` is below their number
+# (version 0: the feedback table only).  Each runs in one transaction with the version bump, so a file
+# is either wholly at the old version or wholly at the new one.
+SCHEMA_VERSION = 1
+_MIGRATIONS: dict[int, str] = {
+    # 1: one row per answered search (written by embedlab.serve.searchlog), and feedback rows name
+    # the search they are about (``search_id``, returned by /v1/search) so clicks join their page
+    1: """
+CREATE TABLE IF NOT EXISTS searches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    search_id TEXT NOT NULL UNIQUE,
+    ts REAL NOT NULL,
+    collection TEXT NOT NULL,
+    generation INTEGER,
+    arm TEXT NOT NULL,
+    session TEXT,
+    query TEXT NOT NULL,
+    mode TEXT,
+    k INTEGER,
+    result_ids TEXT NOT NULL,
+    top_score REAL,
+    latency_ms REAL NOT NULL,
+    compute_ms REAL NOT NULL,
+    teams TEXT
+);
+CREATE INDEX IF NOT EXISTS searches_ts ON searches (ts);
+ALTER TABLE feedback ADD COLUMN search_id TEXT;
+CREATE INDEX IF NOT EXISTS feedback_search ON feedback (search_id);
+""",
+}
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring ``db`` (autocommit connection) to :data:`SCHEMA_VERSION`; a newer file is refused."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"schema version {version} is newer than this embedlab's {SCHEMA_VERSION}")
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) < number:  # another process may have won
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
 
 @dataclass(frozen=True)
@@ -130,6 +183,7 @@ class FeedbackStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            migrate(self.db)
             self.db.text_factory = _decode_text
         except (sqlite3.DatabaseError, OSError) as err:
             raise EmbedlabError(f"cannot open the feedback database ({err})", path=path) from None
@@ -149,6 +203,7 @@ class FeedbackStore:
         rank: int | None,
         result_ids: Sequence[int],
         session: str | None,
+        search_id: str | None = None,
     ) -> int:
         """Store one event; returns its row id."""
         if kind not in KINDS:
@@ -176,11 +231,12 @@ class FeedbackStore:
             rank,
             json.dumps([int(i) for i in result_ids]),
             session,
+            search_id,
         )
         with self._lock:
             cursor = self.db.execute(
                 "INSERT INTO feedback (created, collection, generation, query, mode, kind, chunk_id, path, page, "
-                "rank, result_ids, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "rank, result_ids, session, search_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             return int(cursor.lastrowid or 0)
@@ -223,12 +279,18 @@ class _Page:
     bad: set[int] = field(default_factory=set)
 
 
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
 def click_log(events: Sequence[Event], texts: Mapping[int, str]) -> tuple[list[dict[str, object]], int]:
     """Feedback events as click-log rows for ``embedlab finetune --train clicks.jsonl``:
     ``{"query", "clicked": [texts], "shown": [texts]}``, one row per result page (same query and
     same results shown).  Clicks and thumbs-up are positives; a result that got a thumbs-down on
     that page is never a positive.  ``texts`` maps chunk ids to chunk texts (the live collection);
-    events about chunks it no longer holds are left out.  Returns ``(rows, events_left_out)``."""
+    events about chunks it no longer holds are left out.  Texts are exported on one line (runs of
+    whitespace, tabs and line breaks as one space: what a training pair needs, and older collections
+    stored PDF text as extracted).  Returns ``(rows, events_left_out)``."""
     pages: dict[tuple[str, tuple[int, ...]], _Page] = {}
     left_out = 0
     for event in events:
@@ -246,6 +308,10 @@ def click_log(events: Sequence[Event], texts: Mapping[int, str]) -> tuple[list[d
         clicked = [c for c in page.good if c not in page.bad]
         if clicked:
             rows.append(
-                {"query": page.query, "clicked": [texts[c] for c in clicked], "shown": [texts[i] for i in page.shown]}
+                {
+                    "query": page.query,
+                    "clicked": [_flat(texts[c]) for c in clicked],
+                    "shown": [_flat(texts[i]) for i in page.shown],
+                }
             )
     return rows, left_out

@@ -48,7 +48,7 @@ class Gate:
                 state["status"], state["started"] = message["status"], True
             await send(message)
 
-        if self.authorized is not None and path.startswith("/v1/") and not self.authorized(scope):
+        if self.authorized is not None and _protected(path) and not self.authorized(scope):
             await _answer(
                 tracked,
                 401,
@@ -81,3 +81,8 @@ async def _answer(send: Send, status: int, body: dict[str, Any], headers: list[t
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+def _protected(path: str) -> bool:
+    """``/v1/*`` and ``/dashboard`` (aggregates of what users searched) need the key when one is set."""
+    return path.startswith("/v1/") or path == "/dashboard"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from embedlab.reports.markdown import markdown_table
 
 if TYPE_CHECKING:
-    from embedlab.train.run import FinetuneResult
+    from embedlab.train.run import FinetuneResult, FinetuneSpec
     from embedlab.train.verdict import Verdict
 
 LABELS = {"ndcg_at_10": "NDCG@10", "mrr_at_10": "MRR@10", "recall_at_100": "Recall@100"}
@@ -97,13 +97,22 @@ def render_card(result: FinetuneResult) -> str:
         for p in result.training.curve
     ]
     hw = result.environment["hardware"]
+    cross = spec.kind == "cross-encoder"
+    first = spec.first or "bm25"
+    what = (
+        f"`{spec.base}` trained by `embedlab finetune --kind cross-encoder` ({t.loss} loss) as a re-ranker of the "
+        f"top {spec.rerank_depth} of `{first}`"
+        if cross
+        else f"`{spec.base}` fine-tuned by `embedlab finetune` ({t.loss} loss)"
+    )
     lines = [
         "---",
         "library_name: sentence-transformers",
         f"base_model: {spec.base}",
-        "pipeline_tag: sentence-similarity",
+        f"pipeline_tag: {'text-ranking' if cross else 'sentence-similarity'}",
         "tags:",
         "- sentence-transformers",
+        f"- {'cross-encoder' if cross else 'sentence-similarity'}",
         "- embedlab",
         "- fine-tuned",
         "---",
@@ -111,14 +120,20 @@ def render_card(result: FinetuneResult) -> str:
         f"# {spec.out.name}",
         "",
         (
-            f"`{spec.base}` fine-tuned by `embedlab finetune` ({t.loss} loss) on `{spec.train}` "
+            f"{what} on `{spec.train}` "
             f"({result.data['format']}, {result.data['examples']} examples, {result.data['queries']} queries; "
             f"{result.dev_queries} of them held out as dev), judged on `{spec.test}` split `{spec.test_split}` "
-            f"({v.queries} queries)."
+            f"({v.queries} queries)"
+            + (
+                f": base = `{first}` alone, fine-tuned = `{first} >> {spec.out.name}@{spec.rerank_depth}`."
+                if cross
+                else "."
+            )
         ),
         "",
         f"**Verdict:** {v.reason()}.",
         "",
+        *([f"**Warning:** {w}." for w in result.warnings] + ([""] if result.warnings else [])),
         "## Before / after (held-out test)",
         "",
         markdown_table(before_after_rows(v), COLUMNS),
@@ -141,15 +156,19 @@ def render_card(result: FinetuneResult) -> str:
         markdown_table(curve, ["epoch", "steps", "train loss", "dev NDCG@10", "minutes"]),
         "",
         (
-            f"Dev NDCG@10 ranks {result.dev_queries} dev queries against a reduced corpus (their positives, their "
-            f"mined negatives and {spec.dev_corpus_sample} random passages): it only picks the checkpoint."
+            f"Dev NDCG@10 re-ranks the first stage's top {spec.rerank_depth} training passages for each of "
+            f"{result.dev_queries} dev queries: it only picks the checkpoint."
+            if cross
+            else f"Dev NDCG@10 ranks {result.dev_queries} dev queries against a reduced corpus (their positives, "
+            f"their mined negatives and {spec.dev_corpus_sample} random passages): it only picks the checkpoint."
         ),
         "",
         "## Hard-negative mining",
         "",
         (
-            f"{mining.per_query} negative(s) per example from ranks {mining.rank_from}-{mining.rank_to} of the base "
-            f"model, margin {mining.margin} x positive score"
+            f"{mining.per_query} negative(s) per example from ranks {mining.rank_from}-{mining.rank_to} of "
+            f"{'the first stage `' + first + '`' if cross else 'the base model'}, "
+            f"margin {mining.margin} x positive score"
             f"{', cross-encoder ' + mining.cross_encoder if mining.cross_encoder else ''}."
         ),
         "",
@@ -161,12 +180,7 @@ def render_card(result: FinetuneResult) -> str:
         "",
         "## Use",
         "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        f'model = SentenceTransformer("{spec.out}")',
-        "```",
-        "",
-        f"or `embedlab eval --model {spec.out} --dataset ...`.",
+        *_use(spec, first),
         "",
         "## Conditions",
         "",
@@ -178,6 +192,26 @@ def render_card(result: FinetuneResult) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _use(spec: FinetuneSpec, first: str) -> list[str]:
+    if spec.kind == "cross-encoder":
+        return [
+            "```python",
+            "from sentence_transformers import CrossEncoder",
+            f'scores = CrossEncoder("{spec.out}").predict([("query", "passage"), ...])  # raw logits',
+            "```",
+            "",
+            f'or `embedlab eval --model "{first} >> {spec.out}@{spec.rerank_depth}" --dataset ...`.',
+        ]
+    return [
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        f'model = SentenceTransformer("{spec.out}")',
+        "```",
+        "",
+        f"or `embedlab eval --model {spec.out} --dataset ...`.",
+    ]
 
 
 def _leakage_action(result: FinetuneResult) -> str:
@@ -196,6 +230,7 @@ def result_json(result: FinetuneResult) -> str:
         "mining": result.audit.as_dict(),
         "training": {**result.training.__dict__, "curve": [p.__dict__ for p in result.training.curve]},
         "dev_queries": result.dev_queries,
+        "warnings": list(result.warnings),
         "verdict": result.verdict.as_dict(),
         "seconds": result.seconds,
         "environment": result.environment,

@@ -1,5 +1,7 @@
-"""The training loop: no-duplicate batches, AdamW with linear warmup and decay, gradient
-clipping, dev NDCG@10 after every epoch, the best checkpoint kept, early stopping.
+"""Bi-encoder training: the contrastive step (MNRL, cached MNRL, triplet; data parallel under
+torchrun) and dev NDCG@10 over a reduced corpus, run by the shared epoch loop
+(:func:`embedlab.train.fit.fit`: no-duplicate batches, AdamW with linear warmup and decay,
+gradient clipping, the best checkpoint kept, early stopping).
 
 It trains a ``sentence_transformers.SentenceTransformer`` directly (``model(features)`` gives
 ``sentence_embedding``), so the result saves as a plain sentence-transformers folder.  One
@@ -42,27 +44,28 @@ Why a hand-written loop and not sentence-transformers' ``SentenceTransformerTrai
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
-import random
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from embedlab.data.types import Qrels
 from embedlab.errors import EmbedlabError
 from embedlab.eval.evaluate import evaluate
 from embedlab.eval.metrics import MetricSpec
 from embedlab.index.exact import ExactIndex
-from embedlab.progress import progress_bar
+from embedlab.registry import Registry
 from embedlab.search.retriever import to_run
 from embedlab.train.data import TrainExample
-from embedlab.train.distributed import ONE_PROCESS, Cluster, average_gradients, gather_rows, shares
+from embedlab.train.distributed import ONE_PROCESS, Cluster, gather_rows, shares
+from embedlab.train.fit import (  # noqa: F401  (no_duplicate_batches, seed_everything: re-exported)
+    EpochPoint,
+    Schedule,
+    fit,
+    no_duplicate_batches,
+    pick_device,
+    seed_everything,
+)
 from embedlab.train.losses import LOSSES, LossFn, matryoshka
 
 if TYPE_CHECKING:
@@ -91,12 +94,25 @@ class TrainConfig:
         base = LOSSES.get(self.loss)
         return matryoshka(base, self.matryoshka_dims) if self.matryoshka_dims else base
 
-    def check(self) -> None:
-        LOSSES.get(self.loss)
+    def schedule(self) -> Schedule:
+        return Schedule(
+            self.epochs,
+            self.batch_size,
+            self.learning_rate,
+            self.warmup_ratio,
+            self.weight_decay,
+            self.max_grad_norm,
+            self.patience,
+            self.seed,
+        )
+
+    def check(self, losses: Registry[Any] = LOSSES) -> None:
+        """``losses``: the registry the loss name must be in (bi-encoder losses by default)."""
+        losses.get(self.loss)
         for name in ("epochs", "batch_size", "mini_batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise EmbedlabError(f"--{name.replace('_', '-')} must be >= 1", found=str(getattr(self, name)))
-        if self.batch_size < 2 and self.loss != "triplet":
+        if self.batch_size < 2 and self.loss in ("mnrl", "cached-mnrl"):
             raise EmbedlabError("--batch-size must be >= 2 for in-batch negatives", found=str(self.batch_size))
         if not 0 < self.learning_rate < 1 or not 0 <= self.warmup_ratio < 1:
             raise EmbedlabError(
@@ -117,15 +133,6 @@ class DevSet:
 
 
 @dataclass(frozen=True)
-class EpochPoint:
-    epoch: int  # 0 = the base model, before any step
-    steps: int
-    train_loss: float | None
-    dev_ndcg_at_10: float | None
-    seconds: float  # since training started
-
-
-@dataclass(frozen=True)
 class TrainResult:
     curve: tuple[EpochPoint, ...]
     best_epoch: int
@@ -135,47 +142,6 @@ class TrainResult:
     stopped_early: bool
     batches_per_epoch: int
     conditions: dict[str, object] = field(default_factory=dict)
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def no_duplicate_batches(examples: Sequence[TrainExample], batch_size: int, *, seed: int) -> list[list[TrainExample]]:
-    """Shuffled batches in which no text (query, positive or negative) appears twice."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    remaining: OrderedDict[int, None] = OrderedDict((i, None) for i in order)
-    batches: list[list[TrainExample]] = []
-    while remaining:
-        batch: list[int] = []
-        texts: set[str] = set()
-        for i in remaining:
-            words = set(examples[i].texts())
-            if len(words) == len(examples[i].texts()) and not words & texts:
-                batch.append(i)
-                texts |= words
-            elif not batch:  # an example repeating a text within itself goes alone
-                batch.append(i)
-                break
-            if len(batch) == batch_size:
-                break
-        for i in batch:
-            del remaining[i]
-        batches.append([examples[i] for i in batch])
-    return batches
-
-
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def embed(model: Any, texts: list[str], device: str) -> torch.Tensor:
@@ -238,71 +204,24 @@ def train(
     if config.max_length:
         model.max_seq_length = config.max_length
     loss_fn = config.loss_fn()
-    batches_per_epoch = len(no_duplicate_batches(examples, config.batch_size, seed=config.seed))
-    total = batches_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    warmup = int(total * config.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total))
-    started = time.perf_counter()
-    curve: list[EpochPoint] = []
-
-    def record(epoch: int, steps: int, loss: float | None) -> EpochPoint:
-        score = dev_ndcg(model, dev) if dev is not None else None
-        point = EpochPoint(epoch, steps, loss, score, time.perf_counter() - started)
-        curve.append(point)
-        log.info(
-            "epoch %d: train loss %s, dev ndcg@10 %s",
-            epoch,
-            "-" if loss is None else f"{loss:.4f}",
-            "-" if score is None else f"{score:.4f}",
-        )
-        if on_epoch is not None:
-            on_epoch(point)
-        return point
-
-    best = record(0, 0, None)
-    best_state = copy.deepcopy(model.state_dict()) if dev is not None else None
-    steps, since_best, stopped = 0, 0, False
-    with progress_bar(total=total, desc="train", enabled=show_progress) as bar:
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            losses = []
-            for batch in no_duplicate_batches(examples, config.batch_size, seed=config.seed + epoch):
-                loss = _step(model, batch, loss_fn, config, device, cluster)
-                average_gradients(model, cluster)
-                if config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss)
-                steps += 1
-                bar.update(1)
-                if cluster.main:
-                    _log_progress(steps, total, started, loss)
-            point = record(epoch, steps, float(np.mean(losses)) if losses else None)
-            if dev is None:
-                continue
-            if best.dev_ndcg_at_10 is None or (point.dev_ndcg_at_10 or 0.0) > best.dev_ndcg_at_10:
-                best, best_state, since_best = point, copy.deepcopy(model.state_dict()), 0
-            else:
-                since_best += 1
-                if since_best >= config.patience and epoch < config.epochs:
-                    log.info("early stop: dev ndcg@10 did not improve for %d epochs", since_best)
-                    stopped = True
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    best_epoch = best.epoch if dev is not None else curve[-1].epoch
+    fitted = fit(
+        model,
+        examples,
+        schedule=config.schedule(),
+        step=lambda batch: _step(model, batch, loss_fn, config, device, cluster),
+        dev_score=lambda: dev_ndcg(model, dev) if dev is not None else None,
+        show_progress=show_progress,
+        on_epoch=on_epoch,
+        cluster=cluster,
+    )
     return TrainResult(
-        tuple(curve),
-        best_epoch,
-        steps,
-        time.perf_counter() - started,
+        fitted.curve,
+        fitted.best_epoch,
+        fitted.steps,
+        fitted.seconds,
         device,
-        stopped,
-        batches_per_epoch,
+        fitted.stopped_early,
+        fitted.batches_per_epoch,
         {
             "device": device,
             "torch_threads": torch.get_num_threads(),
@@ -310,27 +229,6 @@ def train(
             "processes": cluster.world,
         },
     )
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warmup to the peak over ``warmup`` steps, then linear decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def _log_progress(steps: int, total: int, started: float, loss: float) -> None:
-    every = max(1, total // 20)
-    if steps % every and steps != total:
-        return
-    elapsed = time.perf_counter() - started
-    eta = elapsed / steps * (total - steps)
-    log.info("step %d/%d  loss %.4f  %.1f s/step  ETA %s", steps, total, loss, elapsed / steps, _clock(eta))
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(math.ceil(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
 
 
 def _negatives(batch: list[TrainExample], loss: str) -> list[str]:

@@ -30,9 +30,11 @@ filters' miss rate, not of how many unjudged relevant passages exist.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from embedlab.cache.store import EmbeddingCache
+from embedlab.data.types import Run
 from embedlab.encoders.base import Encoder
 from embedlab.errors import EmbedlabError
 from embedlab.index.exact import ExactIndex
@@ -111,13 +113,9 @@ def mine_hard_negatives(
 ) -> tuple[TrainingSet, MiningAudit]:
     """``train`` with mined negatives added to each example (up to ``config.per_query`` in all),
     and the audit of every candidate considered."""
-    config.check()
-    todo = [e for e in train.examples if len(e.negatives) < config.per_query]
-    empty = MiningAudit(len(train.examples), len(train.examples) - len(todo), *([0] * 10))
+    todo, empty, (doc_ids, doc_texts) = _todo(train, config)
     if not todo:
         return train, empty
-    ids, texts = zip(*train.iter_corpus(), strict=True)
-    doc_ids, doc_texts = list(ids), list(texts)
     log.info("mining hard negatives: %d passages, %d queries", len(doc_ids), len({e.query_id for e in todo}))
     docs = encoder.encode(doc_texts, role="document", cache=cache, show_progress=show_progress)
     queries = {e.query_id: e.query for e in todo}
@@ -126,15 +124,73 @@ def mine_hard_negatives(
     scores, indices = ExactIndex(docs, doc_ids).search(qvecs, config.rank_to)
     row = {q: i for i, q in enumerate(query_ids)}
     where = {d: i for i, d in enumerate(doc_ids)}
+
+    def ranked(example: TrainExample) -> tuple[list[tuple[int, float]], float]:
+        r = row[example.query_id]
+        pos_score = float(qvecs[r] @ docs[where[example.positive_id]])
+        return [(int(j), float(s)) for j, s in zip(indices[r], scores[r], strict=True)], pos_score
+
+    return _mine(train, todo, doc_ids, doc_texts, ranked, config, reranker, empty)
+
+
+def mine_from_run(
+    train: TrainingSet, run: Run, *, config: MiningConfig, reranker: Reranker | None = None
+) -> tuple[TrainingSet, MiningAudit]:
+    """Mining from any first stage's ranking of the passage pool (BM25, a hybrid, a pipeline):
+    ``run`` holds each training query's ranking, cut here at ``config.rank_to``.
+
+    The margin filter needs score(query, positive) on the run's scale: the positive's score in
+    the run, else the lowest score of the query's ranking (the positive ranks below all of
+    them, so this is an upper bound; as with exact dense scores, every candidate that outranks
+    the positive is then above ``margin`` x its score unless scores are negative).
+    """
+    todo, empty, (doc_ids, doc_texts) = _todo(train, config)
+    if not todo:
+        return train, empty
+    where = {d: i for i, d in enumerate(doc_ids)}
+
+    def ranked(example: TrainExample) -> tuple[list[tuple[int, float]], float]:
+        ranking = run.ranking(example.query_id)
+        scores = dict(ranking)
+        floor = min(scores.values(), default=0.0)
+        top = [(where[d], s) for d, s in ranking[: config.rank_to] if d in where]
+        return top, scores.get(example.positive_id, floor)
+
+    return _mine(train, todo, doc_ids, doc_texts, ranked, config, reranker, empty)
+
+
+def _todo(
+    train: TrainingSet, config: MiningConfig
+) -> tuple[list[TrainExample], MiningAudit, tuple[list[str], list[str]]]:
+    """The examples that need negatives, the audit if none does, and the pool (ids, texts)."""
+    config.check()
+    todo = [e for e in train.examples if len(e.negatives) < config.per_query]
+    empty = MiningAudit(len(train.examples), len(train.examples) - len(todo), *([0] * 10))
+    if not todo:
+        return todo, empty, ([], [])
+    ids, texts = zip(*train.iter_corpus(), strict=True)
+    return todo, empty, (list(ids), list(texts))
+
+
+def _mine(
+    train: TrainingSet,
+    todo: list[TrainExample],
+    doc_ids: list[str],
+    doc_texts: list[str],
+    ranked_for: Callable[[TrainExample], tuple[list[tuple[int, float]], float]],
+    config: MiningConfig,
+    reranker: Reranker | None,
+    empty: MiningAudit,
+) -> tuple[TrainingSet, MiningAudit]:
+    """The filters and the audit over each example's ranked candidates ``(pool row, score)``."""
+    where = set(doc_ids)
     positives = train.positives()
     counts = _Counts()
     mined: dict[int, list[int]] = {}
     for n, example in enumerate(todo):
         if example.positive_id not in where:
             raise EmbedlabError(f"positive {example.positive_id!r} is not in the passage pool", path=example.source)
-        r = row[example.query_id]
-        pos_score = float(qvecs[r] @ docs[where[example.positive_id]])
-        ranked = [(int(j), float(s)) for j, s in zip(indices[r], scores[r], strict=True)]
+        ranked, pos_score = ranked_for(example)
         need = config.per_query - len(example.negatives)
         mined[n] = _select(example, ranked, pos_score, need, doc_ids, doc_texts, positives, config, reranker, counts)
         _probe(example, ranked, pos_score, doc_ids, doc_texts, positives, config, reranker, counts)

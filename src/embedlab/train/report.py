@@ -22,6 +22,7 @@ def render_report(result: FinetuneResult) -> str:
     body = [
         f"<h1>{title}</h1>",
         f'<p class="verdict">{html.escape(v.reason())}</p>',
+        *(f'<p class="fail warning">Warning: {html.escape(w)}.</p>' for w in result.warnings),
         f"<h2>Before / after on {html.escape(v.dataset)} ({html.escape(v.split)}, {v.queries} queries)</h2>",
         html_table(before_after_rows(v), COLUMNS),
         f'<p class="note">{html.escape(TABLE_NOTE)}</p>',
@@ -32,6 +33,7 @@ def render_report(result: FinetuneResult) -> str:
             y_label="dev NDCG@10 (reduced corpus)",
             front=[p.label for p in dev],
             log_x=False,
+            min_y_span=0.1,  # a dev NDCG@10 change of 0.002 must not fill the plot
         )
         if dev
         else "<p>no dev split</p>",

@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedlab import __version__, settings
 from embedlab.atomic import atomic_dir, atomic_write_text
@@ -35,10 +37,14 @@ from embedlab.eval.measure import hardware, library_versions
 from embedlab.payloads import Environment
 from embedlab.train.data import TrainingSet, load_training_set
 from embedlab.train.distributed import barrier, from_env, from_main, start, stop
+from embedlab.train.guardrails import BASE_KEPT, check_curve, check_data
 from embedlab.train.leakage import LeakageReport, check_leakage
 from embedlab.train.loop import DevSet, TrainConfig, TrainResult, train
 from embedlab.train.mining import MiningAudit, MiningConfig, mine_hard_negatives
 from embedlab.train.verdict import Verdict, compare_on_test
+
+if TYPE_CHECKING:
+    from embedlab.train.cross import RerankDev
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,9 @@ class FinetuneSpec:
     cache_dir: Path | None = None
     latency_queries: int = 100
     show_progress: bool = False
+    kind: str = "bi-encoder"  # or "cross-encoder" (see embedlab.train.cross_run)
+    first: str | None = None  # cross-encoder: the first stage that mines, feeds dev and the verdict
+    rerank_depth: int = 100  # cross-encoder: candidates re-ranked for dev and verdict
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
@@ -83,19 +92,14 @@ class FinetuneResult:
     dev_queries: int
     seconds: dict[str, float]
     environment: Environment
+    warnings: tuple[str, ...] = ()  # degenerate data or training (train.guardrails), said in the card
 
 
-def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
-    """The whole run; under torchrun, ranks other than 0 only train and return None (rank 0
-    writes the model and judges it)."""
-    from embedlab.train.card import render_card, result_json
-    from embedlab.train.report import render_report
+KINDS = ("bi-encoder", "cross-encoder")
 
-    timer = _Timer()
-    cluster = from_env()
-    if cluster.main:  # only rank 0 writes --out; another rank checking it would race rank 0's probe file
-        _check_out(spec.out)
-    spec.training.check()
+
+def read_checked(spec: FinetuneSpec) -> tuple[TrainingSet, LeakageReport]:
+    """Options checked, training data and test split read, leakage handled (drop, allow or stop)."""
     spec.mining.check()
     if not 0 <= spec.dev_ratio < 1:
         raise EmbedlabError("--dev-ratio must be in [0, 1)", found=str(spec.dev_ratio))
@@ -116,6 +120,25 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
                 "or --allow-leakage to train anyway (the verdict is then not trustworthy)",
             )
         log.warning("training despite leakage (--allow-leakage): %s", leakage.summary())
+    return data, leakage
+
+
+def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
+    """The whole run; under torchrun, ranks other than 0 only train and return None (rank 0
+    writes the model and judges it)."""
+    timer = _Timer()
+    cluster = from_env()
+    if cluster.main:  # only rank 0 writes --out; another rank checking it would race rank 0's probe file
+        _check_out(spec.out)
+    if spec.kind not in KINDS:
+        raise EmbedlabError(f"unknown --kind {spec.kind!r}", expected=" or ".join(KINDS))
+    if spec.kind == "cross-encoder":
+        from embedlab.train.cross_run import run_cross_finetune
+
+        return run_cross_finetune(spec, timer=timer, cluster=cluster)
+    spec.training.check()
+    data, leakage = read_checked(spec)
+    warnings = check_data(pairs=len(data.examples), queries=len(data.queries()), dev_ratio=spec.dev_ratio)
     timer.lap("read")
     start(cluster)
     base_spec = ModelSpec(model=spec.base)
@@ -137,6 +160,7 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
     if not cluster.main:
         return None
     timer.lap("training")
+    warnings += check_curve(result.curve, best_epoch=result.best_epoch)
     with atomic_dir(spec.out) as work:
         model.save(str(work), create_model_card=False)
     verdict = compare_on_test(
@@ -151,7 +175,28 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
         seed=spec.training.seed,
         show_progress=spec.show_progress,
     )
+    if result.best_epoch == 0:
+        verdict = replace(verdict, note=BASE_KEPT)
     timer.lap("verdict")
+    return finish(spec, data, leakage, audit, result, verdict, dev, timer, warnings=warnings)
+
+
+def finish(
+    spec: FinetuneSpec,
+    data: TrainingSet,
+    leakage: LeakageReport,
+    audit: MiningAudit,
+    result: TrainResult,
+    verdict: Verdict,
+    dev: DevSet | RerankDev | None,
+    timer: _Timer,
+    *,
+    warnings: Sequence[str] = (),
+) -> FinetuneResult:
+    """The result, with the model card, ``report.html`` and ``finetune.json`` written into the folder."""
+    from embedlab.train.card import render_card, result_json
+    from embedlab.train.report import render_report
+
     outcome = FinetuneResult(
         spec=spec,
         out=spec.out,
@@ -162,6 +207,7 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
         verdict=verdict,
         dev_queries=0 if dev is None else len(dev.queries),
         seconds=timer.laps,
+        warnings=tuple(warnings),
         environment={
             "embedlab": __version__,
             "libraries": library_versions(),

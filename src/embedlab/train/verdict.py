@@ -22,6 +22,7 @@ from embedlab.eval.metrics import parse_metrics
 from embedlab.eval.runner import EvalSpec, ModelResult, run_eval
 from embedlab.eval.stats import Interval
 from embedlab.payloads import Conditions, Latency, SizeInfo
+from embedlab.search.pipeline import PipelineSpec
 
 VERDICT_METRICS = ("ndcg@10", "mrr@10", "recall@100")
 PRIMARY = "ndcg_at_10"
@@ -57,6 +58,7 @@ class Verdict:
     base: Side
     tuned: Side
     alpha: float
+    note: str = ""  # said with the verdict in plain words (e.g. the output is the base model)
 
     def metric(self, key: str) -> MetricComparison:
         return next(m for m in self.metrics if m.metric == key)
@@ -69,10 +71,11 @@ class Verdict:
     def reason(self) -> str:
         m = self.metric(PRIMARY)
         change = f"NDCG@10 {m.base.mean:.4f} -> {m.tuned.mean:.4f} ({m.delta.mean:+.4f}, p={m.p_value:.4g})"
+        note = f"; {self.note}" if self.note else ""
         if self.improved:
-            return f"fine-tune is significantly better: {change}"
+            return f"fine-tune is significantly better: {change}{note}"
         why = "not better" if m.delta.mean <= 0 else f"not significant at alpha={self.alpha}"
-        return f"fine-tune is {why}: {change}"
+        return f"fine-tune is {why}: {change}{note}"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -101,8 +104,8 @@ class Verdict:
 def compare_on_test(
     test: str | Path,
     *,
-    base: ModelSpec,
-    tuned: ModelSpec,
+    base: ModelSpec | PipelineSpec,
+    tuned: ModelSpec | PipelineSpec,
     split: str = "test",
     alpha: float = 0.05,
     cache_dir: Path | None = None,

@@ -48,6 +48,22 @@ function snippetNode(hit) {
   return p;
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+// a thumb (Feather's "thumbs-up" outline, MIT licence), turned upside down for "not relevant"
+const THUMB = "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7" +
+  "a2 2 0 0 1 2-2h3";
+
+function thumb(down) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  if (down) svg.setAttribute("transform", "rotate(180)");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", THUMB);
+  svg.append(path);
+  return svg;
+}
+
 function documentUrl(hit) {
   const path = hit.path.split("/").map(encodeURIComponent).join("/");
   return "/v1/documents/" + path + (hit.path.toLowerCase().endsWith(".pdf") ? "#page=" + hit.page : "");
@@ -57,6 +73,7 @@ async function feedback(hit, kind, button) {
   const body = {
     query: last.query, chunk_id: hit.chunk_id, kind: kind, rank: hit.rank, mode: last.mode,
     generation: last.generation, session: session, result_ids: last.hits.map((h) => h.chunk_id),
+    search_id: last.search_id,
   };
   try {
     await post("/v1/feedback", body);
@@ -92,11 +109,11 @@ function render(response) {
     where.append(link, meta);
     const buttons = document.createElement("div");
     buttons.className = "feedback";
-    for (const [kind, label] of [["up", "👍 relevant"], ["down", "👎 not relevant"]]) {
+    for (const [kind, label] of [["up", "relevant"], ["down", "not relevant"]]) {
       const b = document.createElement("button");
       b.type = "button";
       b.className = kind;
-      b.textContent = label;
+      b.append(thumb(kind === "down"), label); // an inline SVG: no emoji font needed
       b.setAttribute("aria-pressed", "false");
       b.addEventListener("click", () => feedback(hit, kind, b));
       buttons.append(b);
@@ -115,7 +132,10 @@ $("search").addEventListener("submit", async (event) => {
   if (!query) return;
   status("searching…");
   try {
-    last = await post("/v1/search", { query: query, mode: $("mode").value, k: Number($("k").value) });
+    const body = { query: query, mode: $("mode").value, k: Number($("k").value), session: session };
+    const filter = $("filter").value.trim(); // a glob on file paths, e.g. papers/*.pdf
+    if (filter) body.filter = filter;
+    last = await post("/v1/search", body);
     render(last);
     const t = last.latency_ms;
     status(last.hits.length + " results from " + last.chunks_searched + " chunks · " + last.mode +

@@ -1,0 +1,150 @@
+"""``embedlab shrink`` on SciFact and NPL: the issue's "Done when" figures, each with its target.
+
+    EMBEDLAB_DATA=../shared/datasets python benchmarks/bench_shrink_scifact.py \\
+        [--model all-MiniLM-L6-v2 | --model models/scifact-ft] [-d scifact -d npl] [--limit 500]
+
+equivalent, per dataset, to
+
+    embedlab shrink --model all-MiniLM-L6-v2 -d scifact --out OUT/scifact \\
+        --variants int8-dynamic,int8-static,fp16,int8-index,binary-index,pca-192
+
+Figures (targets from the issue): corpus docs/s of int8-dynamic / the fp32 ONNX path (>= 1.4)
+with nDCG@10 within 0.005 of fp32; retained nDCG@10 of the int8 index (>= 0.99) and of binary +
+rescoring (>= 0.95, with the rescore depth used).  A fresh embedding cache under ``--out``, so
+every docs/s is measured in this run.  ``--limit N`` keeps the first N documents and the queries
+judged on them (a smoke run; the figures then say so).  Writes
+``benchmarks/results/shrink_<model>_<stamp>.json``.  Run it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+VARIANTS = "int8-dynamic,int8-static,fp16,int8-index,binary-index,pca-192"
+TARGETS = {"int8_dynamic_speedup": 1.4, "int8_dynamic_ndcg_drop": 0.005, "int8_index": 0.99, "binary_index": 0.95}
+
+
+def sliced(name: str, limit: int, folder: Path) -> str:
+    """The first ``limit`` documents of a dataset and the queries judged on them (BEIR layout)."""
+    from embedlab.data.beir import load_dataset
+
+    dataset = load_dataset(name)
+    folder.mkdir(parents=True)
+    kept = set()
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as out:
+        for _, doc in zip(range(limit), dataset.iter_documents(), strict=False):
+            kept.add(doc.id)
+            out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
+    rows = [(q, d, g) for q, judged in dataset.qrels.judgments.items() for d, g in judged.items() if d in kept]
+    queries = {q for q, _, _ in rows}
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as out:
+        out.writelines(json.dumps({"_id": q, "text": dataset.queries[q]}) + "\n" for q in sorted(queries))
+    (folder / "qrels").mkdir()
+    lines = "".join(f"{q}\t{d}\t{g}\n" for q, d, g in rows)
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + lines, encoding="utf-8")
+    return str(folder)
+
+
+def figures(selection, report) -> dict[str, object]:
+    cells = {(c.model, c.dataset): c for c in selection.cells}
+    out: dict[str, object] = {}
+    for dataset in report.datasets:
+        base = cells[("original", dataset)]
+        row: dict[str, object] = {}
+        dyn = cells.get(("int8-dynamic", dataset))
+        if dyn is not None and base.docs_per_s and dyn.docs_per_s:
+            speedup = dyn.docs_per_s / base.docs_per_s
+            drop = base.quality["ndcg_at_10"].mean - dyn.quality["ndcg_at_10"].mean
+            row["int8_dynamic"] = {
+                "docs_per_s": dyn.docs_per_s,
+                "fp32_docs_per_s": base.docs_per_s,
+                "speedup": speedup,
+                "ndcg_drop": drop,
+                "meets": speedup >= TARGETS["int8_dynamic_speedup"] and drop <= TARGETS["int8_dynamic_ndcg_drop"],
+            }
+        for name, key in (("int8-index", "int8_index"), ("binary-index", "binary_index")):
+            cell = cells.get((name, dataset))
+            if cell is not None and cell.retained is not None:
+                row[key] = {
+                    "retained": cell.retained,
+                    "target": TARGETS[key],
+                    "short_by": max(0.0, TARGETS[key] - cell.retained),
+                    "index_bytes_per_vector": cell.index_bytes_per_vector,
+                }
+        for cell in selection.cells:
+            if cell.dataset == dataset:
+                row.setdefault("all", {})[cell.model] = {  # type: ignore[index]
+                    "ndcg_at_10": cell.quality["ndcg_at_10"].mean,
+                    "retained": cell.retained,
+                    "docs_per_s": cell.docs_per_s,
+                    "p95_ms": cell.p95_ms,
+                    "size_mb": cell.size_mb,
+                    "index_mb_per_1m": cell.index_mb_per_1m,
+                }
+        out[dataset] = row
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("-d", "--dataset", action="append")
+    parser.add_argument("--variants", default=VARIANTS)
+    parser.add_argument("--limit", type=int, help="first N documents only (smoke run)")
+    parser.add_argument("--latency-queries", type=int, default=100)
+    parser.add_argument("--out", type=Path, help="folder for the variants (default: a temporary one)")
+    args = parser.parse_args()
+
+    from embedlab.encoders.spec import parse_model_spec
+    from embedlab.eval.measure import hardware
+    from embedlab.optimize.shrink import ShrinkSpec, run_shrink
+
+    work = Path(tempfile.mkdtemp(prefix="bench-shrink-"))
+    out = args.out or work / "variants"
+    os.environ["EMBEDLAB_CACHE"] = str(work / "cache")  # every rate measured in this run
+    results = {}
+    started = time.perf_counter()
+    for name in args.dataset or ["scifact", "npl"]:
+        data = sliced(name, args.limit, work / "data" / name) if args.limit else name
+        result = run_shrink(
+            ShrinkSpec(
+                model=parse_model_spec(args.model),
+                datasets=(data,),
+                out=out / Path(name).name,
+                variants=tuple(args.variants.split(",")),
+                latency_queries=args.latency_queries,
+            )
+        )
+        results.update(figures(result.selection, result.report))
+        print(json.dumps(results, indent=2, default=str))
+    record = {
+        "model": args.model,
+        "variants": args.variants,
+        "limit": args.limit,
+        "targets": TARGETS,
+        "results": results,
+        "seconds": time.perf_counter() - started,
+        "hardware": hardware(),
+        "conditions": "2 threads, batch 32, fresh cache; binary-index rescores max(10 k, 100) int8 candidates "
+        "(k = 100 in eval: 1,000)",
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    label = Path(args.model).name + (f"_limit{args.limit}" if args.limit else "")
+    target = Path(__file__).parent / "results" / f"shrink_{label}_{stamp}.json"
+    target.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"written {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

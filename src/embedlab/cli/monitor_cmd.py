@@ -1,0 +1,134 @@
+"""``embedlab monitor report|check``: online metrics and drift alerts of a served collection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+from embedlab.errors import EmbedlabError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "monitor",
+        help="watch a served collection: online metrics, drift alerts",
+        description="Turn the searches and feedback `embedlab serve` logged into decisions.",
+    )
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("collection", help="collection name")
+    common.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
+    common.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
+    common.add_argument(
+        "--since", help="only searches from then on: an ISO time (2025-01-31T12:00) or a duration ago (2h)"
+    )
+    common.add_argument(
+        "--reformulation-s", type=float, default=60.0, help="a new query within this many seconds re-formulates"
+    )
+    common.add_argument("--price-per-hour", type=float, default=0.0, help="machine price, for cost per 1,000 queries")
+
+    r = verbs.add_parser("report", parents=[common], help="online metrics per window and arm: table, JSON, HTML")
+    r.add_argument("--window", default="1h", help="window length: 30s, 15m, 1h, 1d")
+    r.add_argument("--out", type=Path, help="folder for monitor.json and dashboard.html (default reports/monitor-NAME)")
+    r.set_defaults(handler=run_report)
+
+    c = verbs.add_parser(
+        "check", parents=[common], help="evaluate monitor.toml alert rules; exit 1 on an alert (for cron/CI)"
+    )
+    c.add_argument("--rules", type=Path, default=Path("monitor.toml"), help="alert rules file")
+    c.add_argument("--seed", type=int, default=0, help="seed of the permutation tests")
+    c.add_argument("--json", type=Path, help="also write the verdicts to this file")
+    c.set_defaults(handler=run_check)
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from embedlab.monitor.online import parse_duration
+
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        pass
+    try:
+        return time.time() - parse_duration(text, option="--since")
+    except EmbedlabError:
+        raise EmbedlabError("invalid --since", found=repr(text), expected="an ISO time or a duration like 2h") from None
+
+
+def _searches(args: argparse.Namespace):
+    from embedlab.monitor.events import database_path, load_searches
+
+    path = database_path(args.collection, root=args.root, db=args.feedback_db)
+    return path, load_searches(path, collection=args.collection, since=_since(args.since))
+
+
+def _options(args: argparse.Namespace):
+    from embedlab.monitor.online import Options
+
+    if args.reformulation_s <= 0 or args.price_per_hour < 0:
+        raise EmbedlabError("invalid options", expected="--reformulation-s > 0 and --price-per-hour >= 0")
+    return Options(reformulation_s=args.reformulation_s, price_per_hour=args.price_per_hour)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from embedlab.monitor.online import parse_duration
+    from embedlab.monitor.report import build_report, render_dashboard, table_rows
+    from embedlab.output import result_set
+
+    window_s = parse_duration(args.window)
+    options = _options(args)
+    out = args.out or Path("reports") / f"monitor-{args.collection}"
+    _, searches = _searches(args)
+    if not searches:
+        raise EmbedlabError("no searches in this period", hint="widen --since, or serve some traffic first")
+    report = build_report(searches, collection=args.collection, window_s=window_s, options=options)
+    with result_set(out) as stage:
+        (stage / "monitor.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        (stage / "dashboard.html").write_text(render_dashboard(report), encoding="utf-8")
+    header, rows = table_rows(report)
+    table = Table(title=f"{args.collection}: {len(searches)} searches")
+    for name in header:
+        table.add_column(name, justify="right")
+    for row in rows[:60]:
+        table.add_row(*row)
+    Console().print(table)
+    print(f"-> {out / 'monitor.json'}, {out / 'dashboard.html'}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from embedlab.atomic import atomic_write_text
+    from embedlab.monitor.check import STATE_FILE, collection_context, evaluate
+    from embedlab.monitor.rules import load_rules
+
+    config = load_rules(args.rules)  # before any data is read: a bad file changes nothing
+    options = _options(args)
+    path, searches = _searches(args)
+    queries_file = None
+    if config.reference.queries is not None:
+        queries_file = (args.rules.parent / config.reference.queries).resolve()
+    verdicts = evaluate(
+        searches,
+        config,
+        context=lambda: collection_context(args.collection, root=args.root, queries_file=queries_file),
+        options=options,
+        seed=args.seed,
+    )
+    body = json.dumps({"checked": time.time(), "verdicts": [v.to_dict() for v in verdicts]}, indent=1)
+    atomic_write_text(path.parent / STATE_FILE, body)
+    if args.json is not None:
+        atomic_write_text(args.json, body)
+    for v in verdicts:
+        value = "-" if v.value is None else f"{v.value:.4g}"
+        p = "" if v.p_value is None else f" p={v.p_value:.4g}"
+        print(
+            f"{v.status.upper():10} {v.rule}: {v.metric} over {v.window} = {value}{p} ({v.limit}; {v.volume} searches)"
+        )
+    return 1 if any(v.status == "alert" for v in verdicts) else 0

@@ -1,0 +1,83 @@
+"""``embedlab shrink``: quantized and compact variants of a model, measured against it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from embedlab.errors import EmbedlabError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from embedlab.optimize.variants import DEFAULT_VARIANTS, VARIANTS
+
+    p = sub.add_parser(
+        "shrink",
+        help="build quantized / compact variants of a model and show what each saving costs in quality",
+        description="Build each variant into --out, evaluate it against the original, recommend one.",
+    )
+    p.add_argument("--model", "-m", required=True, help="model NAME[:key=value,...] or folder (e.g. a finetune output)")
+    p.add_argument("--dataset", "-d", action="append", required=True, help="dataset folder or name (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the variants and the report")
+    p.add_argument(
+        "--variants",
+        action="append",
+        help=f"comma-separated, from {', '.join(VARIANTS.names())} (pca-N, matryoshka-N: N dimensions); "
+        f"default: {','.join(DEFAULT_VARIANTS)} where they apply",
+    )
+    p.add_argument("--max-p95-ms", type=float, help="latency budget: worst p95 over the datasets")
+    p.add_argument("--max-size-mb", type=float, help="model size budget (weights on disk)")
+    p.add_argument("--max-index-mb-per-1m", type=float, help="index budget, projected to 1M documents")
+    p.add_argument("--min-retained", type=float, help="quality floor: nDCG@10 as a fraction of the original's")
+    p.add_argument("--price-per-hour", type=float, help="machine price; enables cost per 1k queries / 1M docs")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level for ties (default 0.05)")
+    p.add_argument("--calibration-size", type=int, default=200, help="corpus passages for int8-static (default 200)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--cache-dir", type=Path)
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--latency-queries", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run_shrink_command)
+
+
+def run_shrink_command(args: argparse.Namespace) -> int:
+    from embedlab.encoders.spec import parse_model_spec
+    from embedlab.optimize.shrink import ShrinkSpec, run_shrink
+    from embedlab.select.analysis import Constraints
+    from embedlab.select.report import print_selection
+
+    if not 0 < args.alpha < 1:
+        raise EmbedlabError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.min_retained is not None and not 0 < args.min_retained <= 1:
+        raise EmbedlabError(f"--min-retained must be in (0, 1], got {args.min_retained}")
+    result = run_shrink(
+        ShrinkSpec(
+            model=parse_model_spec(args.model),
+            datasets=tuple(args.dataset),
+            out=args.out,
+            variants=tuple(args.variants) if args.variants else None,
+            constraints=Constraints(
+                max_p95_ms=args.max_p95_ms,
+                max_size_mb=args.max_size_mb,
+                max_index_mb_per_1m=args.max_index_mb_per_1m,
+                min_retained=args.min_retained,
+                price_per_hour=args.price_per_hour,
+                alpha=args.alpha,
+            ),
+            calibration_size=args.calibration_size,
+            split=args.split,
+            cache_dir=args.cache_dir,
+            use_cache=not args.no_cache,
+            latency_queries=args.latency_queries,
+            seed=args.seed,
+            show_progress=not args.no_progress,
+        )
+    )
+    print_selection(result.selection, result.report)
+    for name, why in result.skipped.items():
+        print(f"skipped {name}: {why}")
+    for name, artefact in result.artefacts.items():
+        print(f"{name}: {artefact}")
+    print(f"results: {args.out}/report/ (selection.md, selection.html, selection.json) and {args.out}/shrink.json")
+    return 0 if result.selection.recommended is not None else 1

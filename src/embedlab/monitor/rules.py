@@ -1,0 +1,157 @@
+"""``monitor.toml``: the reference window and the alert rules ``embedlab monitor check`` evaluates.
+
+```toml
+[reference]
+first = 500                 # the first 500 logged searches are the reference ...
+# queries = "queries.jsonl" # ... or the queries the model was evaluated on (BEIR queries file)
+
+[[rule]]
+name = "queries drifted"    # optional; default: the metric
+metric = "query_drift"      # an online metric (ctr, mrr, latency_p95, ...) or a drift test
+window = "1h"               # the last hour of searches (after the reference)
+p_value = 0.01              # drift tests: alert when p < 0.01
+min_volume = 50             # fewer searches in the window: no verdict (not an alert)
+
+[[rule]]
+metric = "ctr"
+window = "1d"
+below = 0.2                 # online metrics: alert when below (or `above`) the threshold
+min_volume = 200
+```
+
+Errors name the file and the line of the offending rule or key (TOML text is searched for the
+``[[rule]]`` headers; pydantic gives the rule number and key).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from embedlab.errors import EmbedlabError, shorten
+from embedlab.monitor.online import METRICS, parse_duration
+from embedlab.select.candidates import _parse_toml
+
+DRIFT_TESTS = ("query_drift", "query_centroid", "out_of_domain", "vocabulary_drift")
+
+
+class Reference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first: int | None = Field(None, ge=20, le=100_000)
+    queries: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Reference:
+        if (self.first is None) == (self.queries is None):
+            raise ValueError("give exactly one of 'first' (logged searches) or 'queries' (a BEIR queries file)")
+        return self
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=80, pattern=r"^[\w .:/-]+$")
+    metric: str
+    window: str = "1h"
+    p_value: float | None = Field(None, gt=0, lt=1)
+    above: float | None = None
+    below: float | None = None
+    min_volume: int = Field(30, ge=1)
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration(value, option="window")
+        except EmbedlabError as err:
+            raise ValueError(err.message + "; expected a duration like 30s, 15m, 1h or 7d") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if self.metric in DRIFT_TESTS:
+            if self.p_value is None or self.above is not None or self.below is not None:
+                raise ValueError(f"drift test {self.metric!r} takes 'p_value' (and no above/below)")
+        elif self.metric in METRICS:
+            if self.p_value is not None or (self.above is None) == (self.below is None):
+                raise ValueError(f"online metric {self.metric!r} takes exactly one of 'above' or 'below'")
+        else:
+            raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(METRICS + DRIFT_TESTS)}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.metric
+
+    @property
+    def window_s(self) -> float:
+        return parse_duration(self.window, option="window")
+
+
+class MonitorFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: Reference = Field(default_factory=lambda: Reference(first=500))
+    rule: list[Rule] = Field(min_length=1)
+
+
+def _line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of ``loc`` (``("rule", 2, "window")``) in the TOML text: the key inside the n-th
+    ``[[rule]]`` block, or the block's header, or the ``[reference]`` table."""
+    lines = text.splitlines()
+    if not loc:
+        return None
+    header = r"^\s*\[\[\s*rule\s*\]\]" if loc[0] == "rule" else rf"^\s*\[\s*{re.escape(str(loc[0]))}\s*\]"
+    starts = [i for i, line in enumerate(lines) if re.match(header, line)]
+    index = loc[1] if loc[0] == "rule" and len(loc) > 1 and isinstance(loc[1], int) else 0
+    if index >= len(starts):
+        key = str(loc[0])
+        hits = [i for i, line in enumerate(lines) if re.match(rf"^\s*{re.escape(key)}\s*=", line)]
+        return hits[0] + 1 if hits else None
+    start = starts[index]
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"^\s*\[", lines[i])), len(lines))
+    found: object = None
+    if loc[0] == "rule" and len(loc) > 2:
+        found = loc[2]
+    elif loc[0] != "rule" and len(loc) > 1:
+        found = loc[1]
+    if isinstance(found, str):
+        key = found
+        for i in range(start, end):
+            if re.match(rf"^\s*{re.escape(key)}\s*=", lines[i]):
+                return i + 1
+    return start + 1
+
+
+def load_rules(path: str | Path) -> MonitorFile:
+    """The checked ``monitor.toml``; every problem is one :class:`EmbedlabError` with file and line."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise EmbedlabError("monitor rules file not found", path=path) from None
+    except UnicodeDecodeError:
+        raise EmbedlabError("not UTF-8 text", path=path, expected="a TOML file") from None
+    except OSError as err:
+        raise EmbedlabError(f"cannot read the monitor rules ({err.strerror or err})", path=path) from None
+    data = _parse_toml(text, path)
+    try:
+        parsed = MonitorFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = tuple(first["loc"])
+        where = ".".join(str(p) for p in loc) or "file"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise EmbedlabError(
+            f"invalid monitor rules at {where!r}: {message}",
+            path=path,
+            line=_line(text, loc),
+            found=shorten(repr(first.get("input"))) if first.get("type") != "missing" else None,
+            expected="[reference] and [[rule]] tables with metric, window, p_value or above/below, min_volume",
+        ) from None
+    labels = [r.label for r in parsed.rule]
+    if len(set(labels)) != len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise EmbedlabError(f"two rules are both named {twice!r}", path=path, hint="give one of them a distinct name")
+    return parsed

@@ -1,0 +1,213 @@
+"""``embedlab shrink``: build every variant of a model, evaluate each as a select candidate
+against the original, and write select's trade-off table, Pareto fronts and recommendation.
+
+The flow: check everything that can be checked (model, datasets, variant names and
+dimensions, calibration sample, output folder) before any work; build each model variant as
+a folder under ``--out`` (atomically: a folder there is always complete); then hand the
+original, the model folders (by path) and the index variants (``MODEL:index=KIND``) to
+:func:`embedlab.select.run.run_selection` with the original as the reference, so retained
+quality, the significance tests and the recommendation are select's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedlab.atomic import atomic_write_text
+from embedlab.data.beir import Dataset, load_dataset
+from embedlab.encoders.onnx_folder import read_manifest
+from embedlab.encoders.registry import check_model_exists, entry_for, load_encoder
+from embedlab.encoders.spec import ModelSpec
+from embedlab.errors import EmbedlabError
+from embedlab.eval.runner import EvalReport
+from embedlab.optimize.quantize import MIN_CALIBRATION, ONNX_VARIANTS, build_onnx_variant
+from embedlab.optimize.variants import Variant, parse_variants
+from embedlab.select.analysis import Constraints, Selection
+from embedlab.select.run import SelectSpec, run_selection
+
+log = logging.getLogger(__name__)
+ORIGINAL = "original"
+QUERY_SHARE = 4  # calibration: up to size / 4 queries beside the passages (the model encodes both)
+
+
+@dataclass(frozen=True)
+class ShrinkSpec:
+    model: ModelSpec
+    datasets: tuple[str, ...]
+    out: Path
+    variants: tuple[str, ...] | None = None  # None: every applicable default variant
+    constraints: Constraints = field(default_factory=Constraints)
+    calibration_size: int = 200
+    split: str = "test"
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    latency_queries: int = 100
+    seed: int = 0
+    show_progress: bool = False
+
+
+@dataclass(frozen=True)
+class ShrinkResult:
+    report: EvalReport
+    selection: Selection
+    artefacts: dict[str, str]  # variant -> its folder, or the model spec that names it
+    skipped: dict[str, str]  # variant -> why it does not apply
+    files: list[Path]
+
+
+def _transformer_folder(spec: ModelSpec) -> bool:
+    """Whether the model is a transformer the ONNX and distillation variants can start from."""
+    if entry_for(spec) is not None:
+        return False
+    folder = Path(spec.model).expanduser()
+    return not (folder.is_dir() and read_manifest(folder) is not None)
+
+
+def _model_dim(spec: ModelSpec, transformer: bool) -> int:
+    if transformer:
+        from embedlab.encoders.resolve import locate_model
+
+        config = locate_model(spec.model).folder / "config.json"
+        if config.is_file():
+            return int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
+    return int(load_encoder(spec).dim)
+
+
+def calibration_sample(datasets: list[Dataset], size: int, *, seed: int) -> list[str]:
+    """A seeded sample of up to ``size`` passages (reservoir sampling over the streamed corpora:
+    Vitter's algorithm R) plus up to ``size / 4`` queries; a corpus without text is an error."""
+    rng = random.Random(seed)
+    passages: list[str] = []
+    seen = 0
+    for dataset in datasets:
+        with_text = 0
+        for document in dataset.iter_documents():
+            text = document.content
+            if not text:
+                continue
+            with_text += 1
+            seen += 1
+            if len(passages) < size:
+                passages.append(text)
+            elif (slot := rng.randrange(seen)) < size:
+                passages[slot] = text
+        if not with_text:
+            raise EmbedlabError(
+                "the corpus has no text", path=dataset.corpus_path, expected="documents with a title or text"
+            )
+    queries = [q for d in datasets for q in d.queries.values() if q.strip()]
+    return passages + rng.sample(queries, min(len(queries), max(1, size // QUERY_SHARE)))
+
+
+def _check_out(out: Path, variants: tuple[Variant, ...]) -> None:
+    from embedlab.output import check_output_folder
+
+    check_output_folder(out)
+    taken = [v.name for v in variants if v.family == "model" and (out / v.name).exists()]
+    if taken:
+        raise EmbedlabError(
+            f"--out already holds a {taken[0]!r} variant",
+            path=out / taken[0],
+            hint="choose another --out folder, or remove the old variants",
+        )
+
+
+def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str, str], list[str]]:
+    """Everything checked before any work: datasets, variants, the calibration sample, --out."""
+    check_model_exists(spec.model)
+    datasets = [load_dataset(name, split=spec.split) for name in spec.datasets]
+    transformer = _transformer_folder(spec.model)
+    variants = parse_variants(
+        list(spec.variants) if spec.variants else None, model_dim=_model_dim(spec.model, transformer)
+    )
+    skipped: dict[str, str] = {}
+    kept = []
+    for variant in variants:
+        why = None
+        if variant.family == "model" and not transformer:
+            why = f"needs a transformer folder; {spec.model.model!r} is not one"
+        elif variant.family == "model" and variant.name not in ONNX_VARIANTS:
+            why = "not available yet in this version of embedlab shrink"
+        if why is None:
+            kept.append(variant)
+        elif spec.variants is not None:  # asked for by name: an error, not a silent skip
+            raise EmbedlabError(f"variant {variant.name!r} does not apply: {why}")
+        else:
+            skipped[variant.name] = why
+    if spec.calibration_size < MIN_CALIBRATION:
+        raise EmbedlabError(
+            f"--calibration-size {spec.calibration_size} is too small", expected=f"at least {MIN_CALIBRATION} texts"
+        )
+    texts = calibration_sample(datasets, spec.calibration_size, seed=spec.seed)
+    _check_out(spec.out, tuple(kept))
+    return datasets, tuple(kept), skipped, texts
+
+
+def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
+    _, variants, skipped, texts = plan(spec)
+    label = spec.model.label or spec.model.model.rstrip("/").split("/")[-1]
+    candidates: list[ModelSpec] = [spec.model.model_copy(update={"label": ORIGINAL})]
+    artefacts: dict[str, str] = {}
+    for variant in variants:
+        if variant.family == "model":
+            folder = spec.out / variant.name
+            build_onnx_variant(variant.name, spec.model.model, folder, texts=texts, label=label)
+            candidates.append(ModelSpec(model=str(folder), label=variant.name))
+            artefacts[variant.name] = str(folder)
+        else:
+            options = {**spec.model.index_options, **variant.index_options}
+            index_spec = spec.model.model_copy(update={"index": variant.index, "index_options": options})
+            candidates.append(index_spec.model_copy(update={"label": variant.name}))
+            artefacts[variant.name] = spec_text(index_spec)
+    report, selection = run_selection(
+        SelectSpec(
+            datasets=spec.datasets,
+            candidates=tuple(candidates),
+            constraints=spec.constraints,
+            split=spec.split,
+            cache_dir=spec.cache_dir,
+            use_cache=spec.use_cache,
+            latency_queries=spec.latency_queries,
+            seed=spec.seed,
+            show_progress=spec.show_progress,
+            reference=ORIGINAL,
+        )
+    )
+    from embedlab.select.report import write_selection
+
+    files = write_selection(selection, report, spec.out / "report")
+    summary = {
+        "model": spec.model.model,
+        "variants": {
+            v.name: {
+                "family": v.family,
+                "about": v.about,
+                "artefact": artefacts[v.name],
+                **_made_with(artefacts[v.name]),
+            }
+            for v in variants
+        },
+        "skipped": skipped,
+        "recommended": selection.recommended,
+        "calibration_texts": len(texts),
+    }
+    atomic_write_text(spec.out / "shrink.json", json.dumps(summary, indent=2) + "\n")
+    return ShrinkResult(report, selection, artefacts, skipped, [*files, spec.out / "shrink.json"])
+
+
+def spec_text(spec: ModelSpec) -> str:
+    """The model spec as a user writes it on a command line (``PATH:index=pca,index_dim=192``)."""
+    from embedlab.encoders.spec import option_text
+
+    options = {k: v for k, v in spec.flat().items() if k not in ("model", "label")}
+    return spec.model + (":" + ",".join(f"{k}={option_text(v)}" for k, v in options.items()) if options else "")
+
+
+def _made_with(artefact: str) -> dict[str, object]:
+    folder = Path(artefact)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    return {} if manifest is None else {"precision": manifest.precision, "made_with": manifest.made_with}
