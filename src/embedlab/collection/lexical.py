@@ -29,5 +29,5 @@ def build_lexical(batches: Iterable[list[str]], folder: Path) -> LexicalInfo:
 
 
 def open_lexical(info: LexicalInfo, folder: Path, rows: int) -> BM25Index:
-    options = BM25Options(k1=info.k1, b=info.b, stemmer=info.stemmer)  # type: ignore[arg-type]
+    options = BM25Options.model_validate({"k1": info.k1, "b": info.b, "stemmer": info.stemmer})
     return BM25Index.load(folder / info.folder if info.folder else None, options=options, rows=rows)
