@@ -70,7 +70,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomization tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print summary.json to stdout instead of the table (the files are still written; logs go to stderr)",
+    )
     p.set_defaults(handler=run)
+
+
+def emit_json_file(path: Path) -> None:
+    """``--json``: the file just written, as the one JSON document on stdout -- the same bytes as the
+    file, so scripts and the folder never disagree and there is no second schema to keep in step."""
+    import sys
+
+    text = path.read_text(encoding="utf-8")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def results_line(text: str, *, json_out: bool) -> None:
+    """Where the results are: stdout for people, stderr under ``--json`` (stdout holds only the JSON)."""
+    import sys
+
+    print(text, file=sys.stderr if json_out else sys.stdout)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,10 +131,15 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
     ).report
     written = write_outputs(report, args.out)
-    print_summary(report, main_metrics=MAIN_METRICS)
+    if args.json:
+        emit_json_file(args.out / "summary.json")
+    else:
+        print_summary(report, main_metrics=MAIN_METRICS)
     for path, reference in references.items():
-        print(compare_line(report, reference, path))
-    print(f"results: {args.out}/ ({len(written)} files; report.md, report.html, summary.json)")
+        results_line(compare_line(report, reference, path), json_out=args.json)
+    results_line(
+        f"results: {args.out}/ ({len(written)} files; report.md, report.html, summary.json)", json_out=args.json
+    )
     return 0 if all(r.ok for r in report.results) else 1
 
 
@@ -155,12 +182,19 @@ def run_collection(args: argparse.Namespace) -> int:
     with result_set(args.out) as stage:  # one set: all of them or, on a failed write, none
         written = write_output_files(result.report, stage)
         atomic_write_text(stage / "comparisons.json", json.dumps(comparisons, indent=2))
-    print_summary(result.report, main_metrics=MAIN_METRICS)
+    if args.json:
+        emit_json_file(args.out / "summary.json")
+    else:
+        print_summary(result.report, main_metrics=MAIN_METRICS)
     for c in result.comparisons:
         verdict = "significant" if c.p_holm < 0.05 else "not significant"
-        print(
+        results_line(
             f"{c.a} vs {c.b}: {c.metric} {c.mean_a:.4f} vs {c.mean_b:.4f}, diff {c.difference:+.4f} "
-            f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}], p={c.p_value:.4f} (Holm {c.p_holm:.4f}, {verdict})"
+            f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}], p={c.p_value:.4f} (Holm {c.p_holm:.4f}, {verdict})",
+            json_out=args.json,
         )
-    print(f"results: {args.out}/ ({len(written) + 1} files; report.md, report.html, summary.json, comparisons.json)")
+    results_line(
+        f"results: {args.out}/ ({len(written) + 1} files; report.md, report.html, summary.json, comparisons.json)",
+        json_out=args.json,
+    )
     return 0

@@ -106,6 +106,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--latency-queries", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print finetune.json to stdout instead of the table (the files are still written; logs go to stderr)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -147,16 +152,21 @@ def run(args: argparse.Namespace) -> int:
     )
     if result is None:  # another torchrun process: rank 0 reports
         return 0
+    from embedlab.cli.eval_cmd import emit_json_file, results_line
     from embedlab.reports.markdown import markdown_table
     from embedlab.train.card import COLUMNS, before_after_rows
 
-    print(markdown_table(before_after_rows(result.verdict), COLUMNS))
-    print(result.verdict.reason())
-    print(
+    if args.json:
+        emit_json_file(result.out / "finetune.json")
+    else:
+        print(markdown_table(before_after_rows(result.verdict), COLUMNS))
+    results_line(result.verdict.reason(), json_out=args.json)
+    results_line(
         f"model: {result.out}/ (README.md model card, finetune.json, report.html); "
-        f"wall time {result.seconds['total'] / 60:.1f} min"
+        f"wall time {result.seconds['total'] / 60:.1f} min",
+        json_out=args.json,
     )
     if args.require_improvement and not result.verdict.improved:
-        print(f"embedlab: --require-improvement: {result.verdict.reason()}")
+        results_line(f"embedlab: --require-improvement: {result.verdict.reason()}", json_out=args.json)
         return 1
     return 0

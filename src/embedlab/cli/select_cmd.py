@@ -25,6 +25,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomization tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print selection.json to stdout instead of the tables (the files are still written; logs go to stderr)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _finish(args: argparse.Namespace, candidates: list, *, candidates_file: Path | None = None) -> int:
     from embedlab.api.selection import select_model
+    from embedlab.cli.eval_cmd import emit_json_file, results_line
     from embedlab.select.report import print_selection
 
     if not 0 < args.alpha < 1:
@@ -80,8 +86,14 @@ def _finish(args: argparse.Namespace, candidates: list, *, candidates_file: Path
         out=args.out,  # checked before the work, not after it
         show_progress=not args.no_progress,
     )
-    print_selection(result.selection, result.report)
-    print(f"results: {args.out}/ ({len(result.files)} files; selection.md, selection.html, selection.json)")
+    if args.json:
+        emit_json_file(args.out / "selection.json")
+    else:
+        print_selection(result.selection, result.report)
+    results_line(
+        f"results: {args.out}/ ({len(result.files)} files; selection.md, selection.html, selection.json)",
+        json_out=args.json,
+    )
     return 0 if result.recommended is not None else 1
 
 

@@ -70,7 +70,7 @@ def _document_run(
     ranked: dict[str, dict[str, float]] = {}
     totals: list[float] = []
     stages: dict[str, float] = {}
-    bar = progress_bar(total=len(queries), desc=f"search {mode}", enabled=show_progress)
+    bar = progress_bar(total=len(queries), desc=f"search {mode}", unit="queries", enabled=show_progress)
     for query_id, text in queries.items():
         bar.update(1)
         response = collection.search(

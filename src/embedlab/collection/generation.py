@@ -220,7 +220,7 @@ class GenerationJob:
         try:
             with (
                 part.open("wb") as sink,
-                progress_bar(total=len(read), desc="index files", enabled=self.show_progress) as bar,
+                progress_bar(total=len(read), desc="index", unit="files", enabled=self.show_progress) as bar,
             ):
                 for path, rel, digest in read:
                     item = read_or_skip(path, root=self.library, rules=self.rules)

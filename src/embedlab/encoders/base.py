@@ -21,6 +21,7 @@ from embedlab.payloads import Conditions, SizeInfo
 from embedlab.progress import progress_bar
 
 Role = Literal["query", "document"]
+UNITS: dict[str, str] = {"query": "queries", "document": "passages"}  # progress units people use
 log = logging.getLogger(__name__)
 
 
@@ -125,7 +126,7 @@ class Encoder(ABC):
             first.setdefault(keys[i], i)
         unique = sorted(first.values(), key=lambda i: len(inputs[i]), reverse=True)
         started = time.perf_counter()
-        with progress_bar(total=len(unique), desc=f"encode {role}s", enabled=show_progress) as bar:
+        with progress_bar(total=len(unique), desc="embed", unit=UNITS[role], enabled=show_progress) as bar:
             for start in range(0, len(unique), self.batch_size):
                 rows = unique[start : start + self.batch_size]
                 batch_started = time.perf_counter()

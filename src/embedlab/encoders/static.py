@@ -188,7 +188,7 @@ def model2vec_folder(minilm: Path, minilm_sha256: str) -> Path:
     hf_logging.disable_progress_bar()
     plain_bar = steps.tqdm
     # model2vec's own progress bar, made to follow embedlab's log level like embedlab's bars
-    steps.tqdm = lambda *, total, desc, **_: progress_bar(total=total, desc=desc, enabled=True)
+    steps.tqdm = lambda *, total, desc, **_: progress_bar(total=total, desc=desc, unit="tokens", enabled=True)
     try:
         with atomic_dir(target) as work:
             distill(str(minilm), pca_dims=MODEL2VEC_DIMS, device="cpu").save_pretrained(str(work))

@@ -21,9 +21,11 @@ from embedlab.data.types import Run
 from embedlab.encoders.base import EncodeStats
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
+from embedlab.eval.compare import PairedComparison
 from embedlab.eval.evaluate import EvalResult, evaluate
 from embedlab.eval.measure import current_rss_bytes, hardware, latency_probe, library_versions, peak_rss_bytes
 from embedlab.eval.metrics import MetricSpec
+from embedlab.eval.versus import versus_best
 from embedlab.payloads import CorpusThroughput, DatasetManifest, Environment, Measurements
 from embedlab.search.build import build_retriever, check_retrievable
 from embedlab.search.pipeline import PipelineSpec, spec_record
@@ -80,6 +82,8 @@ class EvalReport:
     datasets: dict[str, DatasetManifest]
     results: list[ModelResult]
     environment: Environment
+    # per dataset, each model against the best (eval.versus); empty when a dataset has one model
+    comparisons: dict[str, list[PairedComparison]] = field(default_factory=dict)
 
 
 def run_eval(spec: EvalSpec, *, on_result: Callable[[ModelResult], None] | None = None) -> EvalReport:
@@ -111,7 +115,11 @@ def run_eval(spec: EvalSpec, *, on_result: Callable[[ModelResult], None] | None 
         "cache": str(cache.path) if cache is not None else None,
     }
     return EvalReport(
-        spec=spec, datasets={k: v.manifest() for k, v in datasets.items()}, results=results, environment=environment
+        spec=spec,
+        datasets={k: v.manifest() for k, v in datasets.items()},
+        results=results,
+        environment=environment,
+        comparisons=versus_best(results, spec.metrics, seed=spec.seed),
     )
 
 

@@ -7,6 +7,7 @@ import html
 
 from embedlab.eval.runner import EvalReport, ModelResult
 from embedlab.eval.stats import bootstrap_ci
+from embedlab.eval.versus import comparison_metric, display_rows, display_title
 from embedlab.reports.rows import FOOTNOTE, busy_note, columns, conditions_line, rows
 from embedlab.reports.svg import Point, scatter
 
@@ -80,6 +81,12 @@ def render_html(report: EvalReport) -> str:
         for r in ds_rows:
             if "error" in r:
                 body.append(f'<p class="fail">{html.escape(r["model"])} failed: {html.escape(r["error"])}</p>')
+        if report.comparisons.get(dataset):
+            found = report.comparisons[dataset]
+            shown = display_rows(found)
+            title = display_title(found, label=comparison_metric(report.spec.metrics).label)
+            table = html_table(shown, list(shown[0])).replace('class="results"', 'class="results versus"', 1)
+            body.append(f'<h3>Against the best</h3><p class="note">{html.escape(title)}</p>{table}')
         body.append(
             scatter(
                 _points(results),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from embedlab.eval.runner import EvalReport
+from embedlab.eval.versus import comparison_metric, display_rows, display_title
 from embedlab.reports.rows import FOOTNOTE, columns, conditions_line, rows
 
 
@@ -31,6 +32,17 @@ def render_markdown(report: EvalReport) -> str:
         FOOTNOTE,
         "",
     ]
+    if report.comparisons:
+        parts += ["## Against the best model", ""]
+        label = comparison_metric(report.spec.metrics).label
+        for dataset, found in report.comparisons.items():
+            shown = display_rows(found)
+            parts += [
+                f"**{dataset}**: {display_title(found, label=label)}",
+                "",
+                markdown_table(shown, list(shown[0])),
+                "",
+            ]
     failed = [r for r in all_rows if "error" in r]
     if failed:
         parts += ["## Failures", ""] + [f"- {r['dataset']} / {r['model']}: {r['error']}" for r in failed] + [""]

@@ -56,12 +56,20 @@ def _seconds(result: ModelResult) -> float | None:
 
 
 def summary_json(report: EvalReport) -> dict[str, object]:
-    return {
+    summary: dict[str, object] = {
         "datasets": report.datasets,
         "environment": report.environment,
         "metrics": [m.label for m in report.spec.metrics],
         "results": [result_json(r, report) for r in report.results],
     }
+    if report.comparisons:  # two or more models: each against the best (eval.versus)
+        from embedlab.eval.versus import comparison_metric, comparison_record
+
+        label = comparison_metric(report.spec.metrics).label
+        summary["comparisons"] = {
+            dataset: [comparison_record(c, label=label) for c in found] for dataset, found in report.comparisons.items()
+        }
+    return summary
 
 
 def write_outputs(report: EvalReport, out: Path) -> list[Path]:

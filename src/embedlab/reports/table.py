@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from embedlab.eval.runner import EvalReport
+from embedlab.eval.versus import comparison_metric, display_rows, display_title
 from embedlab.reports.rows import FOOTNOTE, columns, conditions_line, row
 from embedlab.reports.terminal import console as terminal_console
 from embedlab.reports.terminal import rich_table
@@ -37,6 +38,11 @@ def print_summary(report: EvalReport, *, main_metrics: Sequence[str], console: C
         for r in rows:
             if "error" in r:
                 console.print(f"[red]FAILED[/red] {r['model']}: {r['error']}", markup=True, highlight=False)
+        if report.comparisons.get(dataset):
+            found = report.comparisons[dataset]
+            title = display_title(found, label=comparison_metric(report.spec.metrics).label)
+            shown = display_rows(found)
+            console.print(rich_table(title, list(shown[0]), [list(r.values()) for r in shown]))
     console.print(FOOTNOTE, style="dim")
     for result in report.results:
         console.print(conditions_line(result), style="dim", highlight=False)

@@ -145,7 +145,7 @@ def fit(
     judged = best.dev_ndcg_at_10 is not None
     best_state = copy.deepcopy(model.state_dict()) if judged else None
     steps, since_best, stopped = 0, 0, False
-    with progress_bar(total=total, desc="train", enabled=show_progress) as bar:
+    with progress_bar(total=total, desc="train", unit="steps", enabled=show_progress) as bar:
         for epoch in range(1, schedule.epochs + 1):
             model.train()
             losses = []
