@@ -15,9 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from embedlab.checksum import file_sha256
 from embedlab.collection.generation import BuildReport, GenerationJob
 from embedlab.collection.layout import CollectionDir
-from embedlab.collection.manifest import Chunking, file_sha256, read_manifest
+from embedlab.collection.manifest import Chunking, read_manifest
 from embedlab.collection.vectors import ANN_THRESHOLD, VECTORS
 from embedlab.data.chunking import TokenCounter, check_chunk_options, count_words, tokenizer_counter
 from embedlab.data.clean import CLEANING

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedlab.checksum import file_sha256
 from embedlab.collection.chunkstore import DB, ChunkStore
 from embedlab.collection.layout import CollectionDir, folder_size
 from embedlab.collection.lexical import open_lexical
-from embedlab.collection.manifest import Manifest, file_sha256, read_manifest
+from embedlab.collection.manifest import Manifest, read_manifest
 from embedlab.collection.vectors import load_vectors, open_dense_index
 from embedlab.encoders.base import Encoder
 from embedlab.encoders.spec import ModelSpec, parse_model_spec

@@ -29,6 +29,7 @@ import numpy as np
 from embedlab import __version__, settings
 from embedlab.atomic import fsync_dir, fsync_tree, write_error
 from embedlab.cache.store import EmbeddingCache
+from embedlab.checksum import file_sha256
 from embedlab.collection.chunkstore import DB, ChunkStore, ChunkWriter
 from embedlab.collection.layout import CollectionDir, crash_point, folder_size, link_tree
 from embedlab.collection.lexical import build_lexical
@@ -41,7 +42,6 @@ from embedlab.collection.manifest import (
     LibraryReading,
     Manifest,
     VectorFile,
-    file_sha256,
     write_manifest,
 )
 from embedlab.collection.vectors import VECTORS, build_dense_index, load_vectors, write_vectors

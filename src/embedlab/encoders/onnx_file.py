@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from embedlab import settings
+from embedlab.checksum import file_sha256
 from embedlab.encoders.base import Encoder, Fingerprint
 from embedlab.encoders.pooling import pool
-from embedlab.encoders.resolve import PackageFile, locate_model, sha256_file, verify_sha256
+from embedlab.encoders.resolve import PackageFile, locate_model, verify_sha256
 from embedlab.encoders.spec import ModelSpec, check_options
 from embedlab.encoders.transformer import load_tokenizer, onnx_session, tokenize_batch
 from embedlab.errors import EmbedlabError
@@ -106,7 +107,7 @@ class OnnxGraphEncoder(Encoder):
         tokenizer_file = tokenizer_folder / "tokenizer.json"
         if not tokenizer_file.is_file():
             raise EmbedlabError(f"{what} needs a tokenizer", path=tokenizer_file, expected="a tokenizer.json")
-        self.tokenizer_sha256 = sha256_file(tokenizer_file)
+        self.tokenizer_sha256 = file_sha256(tokenizer_file)
         self.max_length = spec.max_length or max_length
         self.threads = spec.threads or settings.default_threads()
         self.batch_size = spec.batch_size

@@ -12,7 +12,6 @@ model folder (``Carrier``) and a zipped folder split over several packages
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from embedlab import settings
 from embedlab.atomic import atomic_dir
+from embedlab.checksum import file_sha256
 from embedlab.errors import EmbedlabError
 
 log = logging.getLogger(__name__)
@@ -201,14 +201,6 @@ def canonical_name(name: str) -> str:
     return lowered
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weights(folder: Path) -> Path | None:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
@@ -218,7 +210,7 @@ def _weights(folder: Path) -> Path | None:
 
 def verify_sha256(name: str, path: Path, source: str, expected: str | None) -> str:
     """The file's sha256, checked against ``expected`` when there is one."""
-    sha = sha256_file(path)
+    sha = file_sha256(path)
     if expected is not None and sha != expected:
         raise EmbedlabError(
             f"weights of {name!r} in {source} fail verification",

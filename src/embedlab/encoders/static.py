@@ -22,8 +22,9 @@ import numpy as np
 
 from embedlab import settings
 from embedlab.atomic import atomic_dir
+from embedlab.checksum import file_sha256
 from embedlab.encoders.base import Encoder, Fingerprint
-from embedlab.encoders.resolve import resolve_model, sha256_file
+from embedlab.encoders.resolve import resolve_model
 from embedlab.encoders.spec import ModelSpec, check_options
 from embedlab.errors import EmbedlabError
 from embedlab.payloads import Conditions, SizeInfo
@@ -88,7 +89,7 @@ class WordLlamaEncoder(Encoder):
         self.fingerprint = Fingerprint(
             kind="static",
             model="wordllama-l2-supercat",
-            weights=sha256_file(self.weights),
+            weights=file_sha256(self.weights),
             backend=f"wordllama {self.version}",
             pooling="mean",
             normalize=spec.normalize if spec.normalize is not None else True,
@@ -136,7 +137,7 @@ class Model2VecEncoder(Encoder):
         self.fingerprint = Fingerprint(
             kind="static",
             model="minilm-model2vec",
-            weights=sha256_file(self.weights),
+            weights=file_sha256(self.weights),
             backend=f"model2vec {self.version} (from all-MiniLM-L6-v2 {self.base_sha[:12]}, pca {MODEL2VEC_DIMS})",
             pooling="mean",
             normalize=True,

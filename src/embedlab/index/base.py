@@ -31,11 +31,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from embedlab.checksum import file_sha256
 from embedlab.errors import EmbedlabError
 from embedlab.registry import Registry
 
@@ -109,6 +110,22 @@ class VectorIndex(ABC):
         self._file: tuple[str, str | None] | None = None  # (file name, sha256) once saved
         self._build()
         self.build_seconds = time.perf_counter() - started
+
+    @classmethod
+    def _reopened(cls, info: IndexInfo, vectors: np.ndarray, ids: Sequence[object] | None) -> Self:
+        """An instance with the state of a saved one (no ``_build``): the caller restores its own
+        structure from its file.  The one place that mirrors ``__init__`` for :meth:`load`."""
+        self = cls.__new__(cls)
+        self.vectors = vectors if vectors.dtype == np.float32 else np.asarray(vectors, dtype=np.float32)
+        self.doc_ids = list(ids) if ids is not None else None
+        self.id_order = id_ranks(ids, len(vectors))
+        self.options = cls.validate_options({k: v for k, v in info.params.items() if k in cls.Options.model_fields})
+        self._recall = None
+        if info.recall_at_10 is not None:
+            self._recall = (info.recall_at_10, info.recall_queries or 0, info.recall_target)
+        self._file = (info.file, info.sha256) if info.file else None
+        self.build_seconds = info.build_seconds or 0.0
+        return self
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any] | None, *, prefix: str = "") -> BaseModel:
@@ -229,6 +246,18 @@ def register_index(cls: type[VectorIndex]) -> type[VectorIndex]:
     """Class decorator: make ``cls`` available under its ``kind`` name."""
     INDEXES.add(cls.kind, cls)
     return cls
+
+
+def check_index_file(path: Path, sha256: str | None, kind: str) -> None:
+    """A saved index file exists and has the SHA-256 its manifest recorded; else one line naming it."""
+    if not path.is_file():
+        raise EmbedlabError(f"the {kind} index file is missing", path=path, hint="rebuild the index")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise EmbedlabError(
+            f"the {kind} index file does not match the checksum in its manifest",
+            path=path,
+            hint="the file is damaged; rebuild the index",
+        )
 
 
 def build_index(

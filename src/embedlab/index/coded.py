@@ -22,7 +22,7 @@ import numpy as np
 from embedlab.atomic import atomic_write_bytes
 from embedlab.checksum import file_sha256
 from embedlab.errors import EmbedlabError
-from embedlab.index.base import RECALL_QUERIES, IndexInfo, VectorIndex, id_ranks
+from embedlab.index.base import RECALL_QUERIES, IndexInfo, VectorIndex, check_index_file
 from embedlab.index.exact import select_top
 
 RESCORE_BLOCK = 1 << 22  # floats gathered at once when re-scoring candidates (16 MB)
@@ -92,32 +92,17 @@ class CodedIndex(VectorIndex):
             return cls(vectors, ids, options=info.params)
         path = folder / (info.file or cls.FILE)
         arrays = _read_arrays(path, info.sha256, cls.kind)
-        self = cls.__new__(cls)
-        self.vectors = vectors if vectors.dtype == np.float32 else np.asarray(vectors, dtype=np.float32)
-        self.doc_ids = list(ids) if ids is not None else None
-        self.id_order = id_ranks(ids, len(vectors))
-        self.options = cls.validate_options({k: v for k, v in info.params.items() if k in cls.Options.model_fields})
+        self = cls._reopened(info, vectors, ids)
         self._count = len(vectors)
         self._restore(arrays, path)
         if not self.keeps_vectors:
             self.release_vectors()
-        self._recall = None
-        if info.recall_at_10 is not None:
-            self._recall = (info.recall_at_10, info.recall_queries or 0, info.recall_target)
         self._file = (info.file or cls.FILE, info.sha256)
-        self.build_seconds = info.build_seconds or 0.0
         return self
 
 
 def _read_arrays(path: Path, sha256: str | None, kind: str) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise EmbedlabError(f"the {kind} index file is missing", path=path, hint="rebuild the index")
-    if sha256 is not None and file_sha256(path) != sha256:
-        raise EmbedlabError(
-            f"the {kind} index file does not match the checksum in its manifest",
-            path=path,
-            hint="the file is damaged; rebuild the index",
-        )
+    check_index_file(path, sha256, kind)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from embedlab.atomic import atomic_write_bytes
 from embedlab.checksum import file_sha256
 from embedlab.errors import EmbedlabError
-from embedlab.index.base import IndexInfo, VectorIndex, id_ranks, register_index
+from embedlab.index.base import IndexInfo, VectorIndex, check_index_file, register_index
 from embedlab.index.exact import exact_search
 
 log = logging.getLogger(__name__)
@@ -153,23 +153,8 @@ class FaissHNSWIndex(VectorIndex):
     ) -> VectorIndex:
         faiss = faiss_module()
         path = folder / (info.file or HNSW_FILE)
-        if not path.is_file():
-            raise EmbedlabError(
-                "the HNSW index file is missing",
-                path=path,
-                hint="rebuild the collection (`embedlab index build --replace`)",
-            )
-        if info.sha256 is not None and file_sha256(path) != info.sha256:
-            raise EmbedlabError(
-                "the HNSW index file does not match the checksum in its manifest",
-                path=path,
-                hint="the file is damaged; rebuild the collection (`embedlab index build --replace`)",
-            )
-        self = cls.__new__(cls)
-        self.vectors = vectors
-        self.doc_ids = list(ids) if ids is not None else None
-        self.id_order = id_ranks(ids, len(vectors))
-        self.options = cls.validate_options({k: v for k, v in info.params.items() if k in HNSWOptions.model_fields})
+        check_index_file(path, info.sha256, "HNSW")
+        self = cls._reopened(info, vectors, ids)
         try:
             self.index = faiss.read_index(str(path))
         except RuntimeError as err:
@@ -182,9 +167,5 @@ class FaissHNSWIndex(VectorIndex):
                 expected=str(len(vectors)),
             )
         self.index.hnsw.efSearch = int(info.params.get("ef_search", 128))
-        self._recall = None
-        if info.recall_at_10 is not None:
-            self._recall = (info.recall_at_10, info.recall_queries or 0, info.recall_target or 0.0)
         self._file = (info.file or HNSW_FILE, info.sha256)
-        self.build_seconds = info.build_seconds or 0.0
         return self

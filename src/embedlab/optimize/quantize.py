@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from embedlab.atomic import atomic_dir
+from embedlab.checksum import file_sha256
 from embedlab.encoders.onnx_folder import FolderManifest, OnnxFolderEncoder, read_manifest, write_manifest
-from embedlab.encoders.resolve import sha256_file
 from embedlab.encoders.spec import ModelSpec
 from embedlab.encoders.static import _root_logging_kept
 from embedlab.encoders.transformer import TransformerEncoder, onnx_export, tokenize_batch
@@ -91,7 +91,7 @@ def build_onnx_variant(variant: str, model: str, target: Path, *, texts: list[st
             base_model=model,
             base_weights_sha256=base.resolved.weights_sha256,
             file=graph.name,
-            sha256=sha256_file(graph),
+            sha256=file_sha256(graph),
             pooling=base.pooling,  # type: ignore[arg-type]  # the folder's own pooling: one of mean, cls, max
             normalize=base.normalize,
             max_length=base.max_length,
