@@ -26,6 +26,18 @@ from embedlab.errors import EmbedlabError, shorten
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
+def bom_error(path: str | Path) -> EmbedlabError:
+    """The one-line error for a file that starts with a UTF-8 byte order mark (every text reader)."""
+    return EmbedlabError(
+        "unexpected BOM (byte order mark) at the start of the file",
+        path=path,
+        line=1,
+        found="bytes EF BB BF",
+        expected="UTF-8 text without a BOM",
+        hint="remove the first 3 bytes, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE",
+    )
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` without the newline; bad UTF-8 or a BOM is a clear error."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -42,14 +54,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         try:
             for number, raw in enumerate(handle, start=1):
                 if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                    raise EmbedlabError(
-                        "unexpected BOM (byte order mark) at the start of the file",
-                        path=path,
-                        line=1,
-                        found="bytes EF BB BF",
-                        expected="UTF-8 text without a BOM",
-                        hint="remove the first 3 bytes, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE",
-                    )
+                    raise bom_error(path)
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as err:

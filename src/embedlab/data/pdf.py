@@ -12,11 +12,14 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from embedlab.data.library import LibraryRules, megabytes, over_cap
 from embedlab.errors import EmbedlabError
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ def count_pages(reader: Any, *, stop_above: int) -> int:
 def pdf_page_texts(data: bytes, path: Path, *, rules: LibraryRules) -> list[str]:
     """The cleaned text of each page of the PDF ``data``; an error for a broken, locked, empty or over-cap PDF."""
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError
+    from pypdf.errors import DependencyError
 
     # pypdf raises many exception types on malformed files (PdfReadError, but also
     # KeyError, ValueError, TypeError, RecursionError ...): any of them means "broken PDF".
@@ -145,24 +148,10 @@ def pdf_page_texts(data: bytes, path: Path, *, rules: LibraryRules) -> list[str]
                 path=path,
                 hint="save an unencrypted copy (e.g. qpdf --decrypt) to index it",
             )
-    try:
-        count = count_pages(reader, stop_above=rules.max_pages)
-    except FileNotDecryptedError:
-        raise EmbedlabError("PDF is encrypted and needs a password", path=path) from None
-    except Exception as err:
-        raise EmbedlabError(
-            f"broken PDF, cannot read its pages ({describe(err)})", path=path, expected="a valid PDF file"
-        ) from None
+    count = _page_tree(lambda: count_pages(reader, stop_above=rules.max_pages), path)
     if count > rules.max_pages:
         raise over_cap(f"PDF has more than {rules.max_pages} pages", "max_pages", f"{rules.max_pages} pages", path=path)
-    try:
-        pdf_pages = list(reader.pages)
-    except FileNotDecryptedError:
-        raise EmbedlabError("PDF is encrypted and needs a password", path=path) from None
-    except Exception as err:
-        raise EmbedlabError(
-            f"broken PDF, cannot read its pages ({describe(err)})", path=path, expected="a valid PDF file"
-        ) from None
+    pdf_pages = _page_tree(lambda: list(reader.pages), path)
     if not pdf_pages:
         raise EmbedlabError("PDF has no pages", path=path)
     if len(pdf_pages) > rules.max_pages:  # pypdf read the tree differently: the cap holds regardless
@@ -191,3 +180,17 @@ def pdf_page_texts(data: bytes, path: Path, *, rules: LibraryRules) -> list[str]
             raise EmbedlabError(f"broken PDF, text extraction failed on all {len(texts)} pages", path=path)
         raise no_text(path, f"on none of its {len(texts)} pages; image-only or scanned PDF?")
     return texts
+
+
+def _page_tree(read: Callable[[], _T], path: Path) -> _T:
+    """``read()`` of the page tree, with pypdf's failures as one line: encrypted, or broken."""
+    from pypdf.errors import FileNotDecryptedError
+
+    try:
+        return read()
+    except FileNotDecryptedError:
+        raise EmbedlabError("PDF is encrypted and needs a password", path=path) from None
+    except Exception as err:
+        raise EmbedlabError(
+            f"broken PDF, cannot read its pages ({describe(err)})", path=path, expected="a valid PDF file"
+        ) from None

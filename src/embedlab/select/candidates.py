@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from embedlab.data.lines import value_error_text
+from embedlab.data.lines import bom_error, value_error_text
 from embedlab.encoders.spec import ModelSpec, model_spec_from
 from embedlab.errors import EmbedlabError, shorten
 from embedlab.search.pipeline import PipelineSpec, parse_pipeline, pipeline_from_table
@@ -68,13 +68,7 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise EmbedlabError(f"cannot read the candidates file ({err.strerror or err})", path=path) from None
     if raw.startswith(codecs.BOM_UTF8):
-        raise EmbedlabError(
-            "unexpected BOM (byte order mark) at the start of the file",
-            path=path,
-            line=1,
-            found="bytes EF BB BF",
-            expected="UTF-8 text without a BOM",
-        )
+        raise bom_error(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
