@@ -59,8 +59,9 @@ class CodedIndex(VectorIndex):
         return {}
 
     def _restore(self, arrays: dict[str, np.ndarray], path: Path) -> None:
-        """Set the codes from a saved file (shapes checked with :meth:`_expect_rows`)."""
-        raise NotImplementedError  # only kinds with a FILE are restored
+        """Set the codes from a saved file (shapes checked with :meth:`_expect_rows`).  Only kinds with a
+        ``FILE`` are restored (the others are rebuilt by :meth:`load`); such a kind must override this."""
+        raise TypeError(f"{type(self).__name__} saves {self.FILE!r} but does not override _restore")
 
     def _expect_rows(self, array: np.ndarray, path: Path, what: str) -> np.ndarray:
         if array.ndim != 2 or len(array) != self._count:

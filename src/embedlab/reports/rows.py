@@ -24,10 +24,6 @@ def _mb(value: object) -> str:
     return "-" if not isinstance(value, (int, float)) else f"{value / MB:.1f}"
 
 
-def quality_columns(report: EvalReport) -> list[str]:
-    return [m.label for m in report.spec.metrics]
-
-
 def row(result: ModelResult, report: EvalReport) -> dict[str, str]:
     out: dict[str, str] = {"dataset": result.dataset, "model": result.model}
     if not result.ok:
