@@ -69,6 +69,7 @@ def test_losses_match_hand_computed_values() -> None:
     a = math.log(math.exp(2.0) + math.exp(0.5) + math.exp(-1.0)) - 2.0
     b = math.log(math.exp(1.0) + math.exp(3.0)) - 1.0
     # float32 arithmetic on values of magnitude <= ~3: a few ulps of the largest term
+    # float32 losses of a handful of O(1) logits against float64 hand values: a few float32 eps, relative
     assert float(CROSS_LOSSES.get("bce")(logits, sizes)) == pytest.approx(bce, rel=1e-6)
     assert float(CROSS_LOSSES.get("listwise")(logits, sizes)) == pytest.approx((a + b) / 2, rel=1e-6)
     # an example without negatives adds nothing to the listwise loss, and a batch of such still has a graph
