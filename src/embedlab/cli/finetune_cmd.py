@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from embedlab.cli.help import examples
 from embedlab.errors import EmbedlabError
 
 
@@ -33,6 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fine-tune an embedding model and prove on held-out data that it helped",
         description="Contrastive fine-tuning with mined hard negatives, then a before/after "
         "verdict on a held-out test split.",
+        epilog=examples(
+            "embedlab finetune --base all-MiniLM-L6-v2 --train scifact --test scifact --out models/scifact-ft "
+            "--drop-leaked",
+            "embedlab finetune --base all-MiniLM-L6-v2 --train clicks.jsonl --test scifact --out models/ft-clicks",
+            "embedlab finetune --kind cross-encoder --base all-MiniLM-L6-v2 --first bm25 --train scifact "
+            "--test scifact --out models/scifact-ce --drop-leaked",
+        ),
     )
     p.add_argument("--base", required=True, help="base model name or folder (e.g. all-MiniLM-L6-v2)")
     p.add_argument(
@@ -56,10 +64,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="training data: a BEIR dataset (its train split), or pairs / triplets / click-log JSONL",
     )
-    p.add_argument("--train-format", default="auto", choices=["auto", "beir", "pairs", "triplets", "clicks"])
+    p.add_argument(
+        "--train-format",
+        default="auto",
+        choices=["auto", "beir", "pairs", "triplets", "clicks"],
+        help="how to read --train (auto: a folder is BEIR; a JSONL file by its fields)",
+    )
     p.add_argument("--train-split", default="train", help="qrels split of a BEIR training dataset (default train)")
     p.add_argument("--test", required=True, help="held-out BEIR dataset folder or name for the verdict")
-    p.add_argument("--test-split", default="test")
+    p.add_argument("--test-split", default="test", help="qrels split of --test used for the verdict")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
     t = p.add_argument_group("training")
     t.add_argument(
@@ -68,15 +81,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="bi-encoder: mnrl (default), cached-mnrl, triplet; cross-encoder: listwise (default), bce",
     )
     t.add_argument("--matryoshka", type=_dims, default=(), metavar="DIMS", help="e.g. 384,256,128,64")
-    t.add_argument("--epochs", type=int, default=4)
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=int, default=4, help="passes over the training examples (best dev epoch kept)")
+    t.add_argument("--batch-size", type=int, default=32, help="examples per step (in-batch negatives for mnrl)")
     t.add_argument("--mini-batch-size", type=int, default=16, help="cached-mnrl: texts per forward pass")
     t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
     t.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warmup (default 0.1)")
     t.add_argument("--max-length", type=int, help="max tokens per text (default: the model's own)")
     t.add_argument("--dev-ratio", type=float, default=0.1, help="share of train queries held out as dev (default 0.1)")
     t.add_argument("--patience", type=int, default=2, help="epochs without dev gain before stopping (default 2)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the dev split, shuffling and initialisation")
     m = p.add_argument_group("hard-negative mining")
     m.add_argument("--hard-negatives", type=int, default=1, help="negatives per example (0: none; default 1)")
     m.add_argument(
@@ -99,13 +112,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="exit 1 unless the fine-tune is significantly better (NDCG@10, p < alpha)",
     )
-    g.add_argument("--alpha", type=float, default=0.05)
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict's paired test")
     p.add_argument(
         "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
     )
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--latency-queries", type=int, default=100)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--latency-queries", type=int, default=100, help="queries timed one by one for p50/p95")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.add_argument(
         "--json",
         action="store_true",

@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from embedlab.cli.help import examples
 from embedlab.errors import EmbedlabError
 
 
@@ -30,13 +31,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     common.add_argument("--price-per-hour", type=float, default=0.0, help="machine price, for cost per 1,000 queries")
 
-    r = verbs.add_parser("report", parents=[common], help="online metrics per window and arm: table, JSON, HTML")
+    r = verbs.add_parser(
+        "report",
+        parents=[common],
+        help="online metrics per window and arm: table, JSON, HTML",
+        description="Online metrics per time window and arm from the logged searches and feedback: a table, "
+        "monitor.json and a self-contained dashboard.html.",
+        epilog=examples("embedlab monitor report lib", "embedlab monitor report lib --since 24h --window 15m"),
+    )
     r.add_argument("--window", default="1h", help="window length: 30s, 15m, 1h, 1d")
     r.add_argument("--out", type=Path, help="folder for monitor.json and dashboard.html (default reports/monitor-NAME)")
     r.set_defaults(handler=run_report)
 
     c = verbs.add_parser(
-        "check", parents=[common], help="evaluate monitor.toml alert rules; exit 1 on an alert (for cron/CI)"
+        "check",
+        parents=[common],
+        help="evaluate monitor.toml alert rules; exit 1 on an alert (for cron/CI)",
+        description="Evaluate the alert rules of monitor.toml (metric, window, threshold or p-value, minimum "
+        "volume) on the logged traffic. Exit 0: no alert; 1: an alert fired; 2: bad input.",
+        epilog=examples(
+            "embedlab monitor check lib", "embedlab monitor check lib --rules ops/monitor.toml --json out.json"
+        ),
     )
     c.add_argument("--rules", type=Path, default=Path("monitor.toml"), help="alert rules file")
     c.add_argument("--seed", type=int, default=0, help="seed of the permutation tests")

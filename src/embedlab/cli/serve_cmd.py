@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from embedlab.cli.help import examples
 from embedlab.errors import EmbedlabError
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Serve a collection and/or embedding models over HTTP (FastAPI + uvicorn): /v1/search, "
         "/v1/embeddings and /v1/models (OpenAI-compatible). Concurrent requests are batched. The API key, when "
         f"wanted, is read from ${API_KEY_ENV} (or --api-key-file), never from the command line.",
+        epilog=examples(
+            "embedlab serve lib",
+            "embedlab serve lib --port 8080 --rerank models/scifact-ce",
+            "embedlab serve --model all-MiniLM-L6-v2 --model models/scifact-ft --workers 2",
+        ),
     )
     p.add_argument("collection", nargs="?", help="collection name (optional with --model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -61,7 +67,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "`embedlab finetune --train FILE`.",
     )
     actions = f.add_subparsers(dest="action", required=True, metavar="ACTION")
-    e = actions.add_parser("export", help="write a click-log JSONL: query, clicked texts, shown texts")
+    e = actions.add_parser(
+        "export",
+        help="write a click-log JSONL: query, clicked texts, shown texts",
+        description="Write the feedback a served collection received as a click log (one JSON object per "
+        "search with a click: query, clicked texts, shown texts), the input of `embedlab finetune --train`.",
+        epilog=examples("embedlab feedback export lib --out clicks.jsonl"),
+    )
     e.add_argument("collection", help="collection name")
     e.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     e.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")

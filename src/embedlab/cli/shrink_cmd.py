@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from embedlab.cli.help import examples
 from embedlab.errors import EmbedlabError
 
 
@@ -15,6 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "shrink",
         help="build quantized / compact variants of a model and show what each saving costs in quality",
         description="Build each variant into --out, evaluate it against the original, recommend one.",
+        epilog=examples(
+            "embedlab shrink --model all-MiniLM-L6-v2 -d scifact --out models/minilm-small",
+            "embedlab shrink --model models/scifact-ft -d scifact -d npl --out models/ft-small --min-retained 0.97",
+        ),
     )
     p.add_argument("--model", "-m", required=True, help="model NAME[:key=value,...] or folder (e.g. a finetune output)")
     p.add_argument("--dataset", "-d", action="append", required=True, help="dataset folder or name (repeatable)")
@@ -32,12 +37,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--price-per-hour", type=float, help="machine price; enables cost per 1k queries / 1M docs")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for ties (default 0.05)")
     p.add_argument("--calibration-size", type=int, default=200, help="corpus passages for int8-static (default 200)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--cache-dir", type=Path)
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--latency-queries", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--split", default="test", help="qrels split evaluated")
+    p.add_argument(
+        "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
+    )
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--latency-queries", type=int, default=100, help="queries timed one by one for p50/p95")
+    p.add_argument("--seed", type=int, default=0, help="seed of calibration samples and statistical tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.set_defaults(handler=run_shrink_command)
 
 
