@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from embedlab.cli.main import main
-from embedlab.eval.load import busy_because, quietness, usable_cpus
+from embedlab.eval.load import busy_because, quietness, usable_cpus, wait_until_quiet
 from embedlab.eval.measure import latency_probe
 from embedlab.payloads import MachineLoad
 from tests.helpers import single_char_dataset
@@ -113,3 +113,25 @@ def test_eval_cli_flags_a_busy_machine_in_the_log_and_the_reports(tmp_path: Path
     markdown = (out / "report.md").read_text()
     assert "!" in markdown.split("## Results")[1].split("\n\n")[1]  # the p95 cell carries the mark
     assert "machine during timing: " in markdown and "BUSY: " in markdown
+
+
+def test_wait_quiet_keeps_waiting_while_other_processes_burn_then_times_anyway() -> None:
+    with burners():
+        waited, load = wait_until_quiet(1.0, window_s=0.25)
+    # never quiet: it waits until one more window would pass the limit (>= 3 windows of 0.25 s), no longer
+    assert 0.7 <= waited <= 1.0 + 0.5  # 0.5 s: scheduling slack of the last sleep on a loaded machine
+    assert load is not None and load["other_cpu_percent"] is not None and load["other_cpu_percent"] > 25
+    assert wait_until_quiet(0) == (0.0, None)  # 0: no wait, no reading
+
+
+def test_wait_quiet_is_recorded_and_checked(tmp_path: Path, capsys) -> None:
+    dataset = single_char_dataset(tmp_path / "synth", n_queries=10)
+    out = tmp_path / "out"
+    args = ["eval", "-d", str(dataset), "-m", "hashing", "--out", str(out), "--no-cache", "--no-progress"]
+    assert main([*args, "--latency-queries", "5", "--wait-quiet", "0.5"]) == 0
+    latency = json.loads((out / "summary.json").read_text())["results"][0]["embedlab"]["measurements"]["latency"]
+    assert 0 <= latency["waited_quiet_s"] <= 0.5 + 0.5  # at most the limit plus one window's slack
+    capsys.readouterr()
+    assert main([*args[:-4], "--out", str(tmp_path / "o2"), "--wait-quiet", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latency_wait_quiet_s" in err[0] and "-1" in err[0]

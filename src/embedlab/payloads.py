@@ -75,6 +75,7 @@ class Latency(TypedDict, total=False):
     repeats: int  # --repeat N: the probe ran N times, the quietest is kept
     kept_repeat: int  # which one (1-based)
     p95_ms_per_repeat: list[float]
+    waited_quiet_s: float  # --wait-quiet S: seconds spent waiting for a quiet machine before timing
 
 
 class CorpusThroughput(TypedDict):

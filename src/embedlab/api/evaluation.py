@@ -104,6 +104,7 @@ def evaluate_all(
     cache: specs.Cache = True,
     latency_queries: int = 100,
     latency_repeats: int = 1,
+    latency_wait_quiet_s: float = 0.0,
     seed: int = 0,
     show_progress: bool = False,
     on_result: Callable[[ModelResult], None] | None = None,
@@ -114,7 +115,8 @@ def evaluate_all(
     Datasets and model names are checked before any work; a model that fails later is reported in
     ``failures`` and the others still run.  ``cache``: the embedding cache (True: ``$EMBEDLAB_CACHE``,
     False: none, or a folder).  ``latency_queries`` single queries are timed for p50/p95;
-    ``latency_repeats`` > 1 times them that many times and keeps the quietest run (machine load).
+    ``latency_repeats`` > 1 times them that many times and keeps the quietest run (machine load);
+    ``latency_wait_quiet_s`` > 0 first waits up to that long for a quiet machine.
 
     >>> report = evaluate_all(["bm25", "bm25:k1=1.2,b=0.75"], "scifact", metrics="ndcg@10", latency_queries=5)
     >>> [(e.model, e.dataset) for e in report.evaluations]
@@ -131,6 +133,7 @@ def evaluate_all(
         cache_dir=cache_dir,
         latency_queries=specs.positive_int(latency_queries, name="latency_queries", minimum=0),
         latency_repeats=specs.positive_int(latency_repeats, name="latency_repeats", minimum=1),
+        latency_wait_quiet_s=specs.seconds(latency_wait_quiet_s, name="latency_wait_quiet_s"),
         seed=seed,
         show_progress=show_progress,
     )

@@ -56,6 +56,7 @@ def select_model(
     cache: specs.Cache = True,
     latency_queries: int = 100,
     latency_repeats: int = 1,
+    latency_wait_quiet_s: float = 0.0,
     seed: int = 0,
     out: str | Path | None = None,
     show_progress: bool = False,
@@ -66,7 +67,8 @@ def select_model(
     TOML/YAML candidates file (its ``[machine] price_per_hour`` applies unless ``price_per_hour``
     is given), listed first.  Constraints: ``max_p95_ms`` (worst p95 over the datasets),
     ``max_size_mb``, ``min_ndcg10``; ``latency_repeats`` > 1: time latency that many times, keep the
-    quietest run (a busy machine inflates p95 and can exclude a model); ``alpha`` is the significance
+    quietest run (a busy machine inflates p95 and can exclude a model), ``latency_wait_quiet_s`` > 0:
+    wait up to that long for a quiet machine before each timing; ``alpha`` is the significance
     level for ties with the best.
     ``out``: a folder for selection.md/html/json and the eval files (checked before the work).
 
@@ -112,6 +114,7 @@ def select_model(
         use_cache=use_cache,
         latency_queries=specs.positive_int(latency_queries, name="latency_queries", minimum=0),
         latency_repeats=specs.positive_int(latency_repeats, name="latency_repeats", minimum=1),
+        latency_wait_quiet_s=specs.seconds(latency_wait_quiet_s, name="latency_wait_quiet_s"),
         seed=seed,
         show_progress=show_progress,
     )

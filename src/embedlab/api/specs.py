@@ -8,6 +8,7 @@ all-MiniLM-L6-v2"``), as a :class:`~embedlab.encoders.spec.ModelSpec` or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,13 @@ def cache_option(cache: Cache) -> tuple[bool, Path | None]:
     if isinstance(cache, str | Path) and str(cache).strip():
         return True, Path(cache).expanduser()
     raise EmbedlabError(f"invalid cache option {cache!r}", expected="True, False or a folder")
+
+
+def seconds(value: object, *, name: str) -> float:
+    """A finite number of seconds >= 0 (``0``: do not wait), or one clear error naming ``name``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    raise EmbedlabError(f"invalid {name}", found=repr(value), expected="a number of seconds >= 0")
 
 
 def positive_int(value: object, *, name: str, minimum: int = 1) -> int:

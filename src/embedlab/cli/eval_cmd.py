@@ -63,6 +63,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95 (default 100)")
     p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
     p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before timing latency, wait up to S seconds for a second in which other processes use "
+        "<= 25%% of the CPUs (default 0: time at once)",
+    )
+    p.add_argument(
         "--compare",
         type=Path,
         action="append",
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
         latency_repeats=args.repeat,
+        latency_wait_quiet_s=args.wait_quiet,
         seed=args.seed,
         show_progress=not args.no_progress,
     ).report

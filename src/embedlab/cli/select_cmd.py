@@ -23,6 +23,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="read and write no embedding cache")
     p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95")
     p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before timing latency, wait up to S seconds for a second in which other processes use "
+        "<= 25%% of the CPUs (default 0: time at once)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomization tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument(
@@ -82,6 +90,7 @@ def _finish(args: argparse.Namespace, candidates: list, *, candidates_file: Path
         cache=False if args.no_cache else (args.cache_dir or True),
         latency_queries=args.latency_queries,
         latency_repeats=args.repeat,
+        latency_wait_quiet_s=args.wait_quiet,
         seed=args.seed,
         out=args.out,  # checked before the work, not after it
         show_progress=not args.no_progress,

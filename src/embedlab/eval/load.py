@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -141,6 +141,33 @@ def quietness(load: MachineLoad) -> tuple[bool, float, float]:
     """Sort key, quietest first: not busy, then the least CPU lost to others, then load average."""
     lost = (load.get("other_cpu_percent") or 0.0) + (load.get("steal_percent") or 0.0)
     return bool(load.get("busy")), lost, load.get("load_average_1m") or 0.0
+
+
+def wait_until_quiet(
+    max_seconds: float, *, window_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> tuple[float, MachineLoad | None]:
+    """Wait, up to ``max_seconds``, for one ``window_s`` window in which the machine is quiet.
+
+    Quiet here means the *instantaneous* signals are below their thresholds: other processes
+    took at most ``MAX_OTHER`` of the CPUs and steal was at most ``MAX_STEAL`` over the window.
+    The 1-minute load average is left out on purpose: it lags a burst that has ended by tens of
+    seconds, so waiting on it would wait for history, not for the machine.  Returns the seconds
+    waited and the last window's readings (``None`` when nothing was waited for); when the
+    machine never got quiet the caller times anyway, and the busy timing is flagged as before.
+    """
+    if max_seconds <= 0:
+        return 0.0, None
+    started = time.perf_counter()
+    last: MachineLoad | None = None
+    while True:
+        with watch() as w:
+            sleep(window_s)
+        last = w.result()
+        other, steal = last.get("other_cpu_percent"), last.get("steal_percent")
+        quiet = (other is None or other <= 100 * MAX_OTHER) and (steal is None or steal <= 100 * MAX_STEAL)
+        waited = time.perf_counter() - started
+        if quiet or waited + window_s > max_seconds:
+            return waited, last
 
 
 def describe(load: MachineLoad) -> str:

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
-from embedlab.eval.load import quietness, watch
+from embedlab.eval.load import quietness, wait_until_quiet, watch
 from embedlab.payloads import Hardware, Latency
 
 LIBRARIES = (
@@ -40,7 +40,14 @@ def percentile_ms(samples: list[float], q: float) -> float:
 
 
 def latency_probe(
-    call: Callable[[str], object], texts: list[str], *, samples: int, seed: int, warmup: int = 3, repeat: int = 1
+    call: Callable[[str], object],
+    texts: list[str],
+    *,
+    samples: int,
+    seed: int,
+    warmup: int = 3,
+    repeat: int = 1,
+    wait_quiet_s: float = 0.0,
 ) -> Latency:
     """Time ``call`` on single texts, one at a time (what a user waits for per query), with the
     machine's load during the timing (:func:`embedlab.eval.load.watch`).
@@ -48,17 +55,23 @@ def latency_probe(
     ``repeat`` > 1 runs the whole probe that many times and keeps the quietest one (the least
     CPU taken by other processes and the hypervisor): other work on the machine only ever adds
     to a latency, so the quietest repetition is the best estimate of the model's own cost.
+    ``wait_quiet_s`` > 0: before each repetition, wait up to that long for a quiet second
+    (:func:`embedlab.eval.load.wait_until_quiet`); the seconds waited are recorded.
     """
     if not texts or samples <= 0:
         return {"samples": 0}
     probes = []
+    waited = 0.0
     for _ in range(max(1, repeat)):
+        waited += wait_until_quiet(wait_quiet_s)[0]
         with watch() as load:
             latency = _probe_once(call, texts, samples=samples, seed=seed, warmup=warmup)
         probes.append((load.result(), latency))
     kept = min(range(len(probes)), key=lambda i: (quietness(probes[i][0]), probes[i][1]["p95_ms"]))
     quietest, latency = probes[kept]
     latency["machine"] = quietest
+    if wait_quiet_s > 0:
+        latency["waited_quiet_s"] = round(waited, 2)
     if len(probes) > 1:
         latency["repeats"] = len(probes)
         latency["kept_repeat"] = kept + 1

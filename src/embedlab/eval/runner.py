@@ -44,6 +44,7 @@ class EvalSpec:
     cache_dir: Path | None = None
     latency_queries: int = 100
     latency_repeats: int = 1  # --repeat: probe latency N times, keep the quietest (eval.measure)
+    latency_wait_quiet_s: float = 0.0  # --wait-quiet: wait up to S seconds for a quiet machine first
     seed: int = 0
     show_progress: bool = False
 
@@ -162,6 +163,7 @@ def _measure(
         samples=spec.latency_queries,
         seed=spec.seed,
         repeat=spec.latency_repeats,
+        wait_quiet_s=spec.latency_wait_quiet_s,
     )
     latency["what"] = "one query at a time: encode + top-10 search, no cache"
     conditions = retriever.conditions().copy()  # a fresh dict: the load goes into it
@@ -170,7 +172,7 @@ def _measure(
         if machine.get("busy"):
             log.warning(
                 "machine busy while timing %s on %s (%s): its latency is inflated; "
-                "rerun with --repeat N or on a quiet machine",
+                "rerun with --repeat N, --wait-quiet S or on a quiet machine",
                 model.name,
                 dataset.name,
                 machine.get("busy_because"),

@@ -338,7 +338,7 @@ def _busy_lines(cells: Sequence[Cell]) -> list[str]:
     return [
         f"Warning: the machine was busy while timing {', '.join(f'{c.model} on {c.dataset}' for c in busy)} "
         f"({busy[0].busy}): those latencies include other work and may decide a --max-p95-ms constraint wrongly; "
-        "rerun with --repeat N (keeps the quietest run) or on a quiet machine."
+        "rerun with --repeat N (keeps the quietest run), --wait-quiet S or on a quiet machine."
     ]
 
 

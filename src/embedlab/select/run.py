@@ -25,6 +25,7 @@ class SelectSpec:
     use_cache: bool = True
     latency_queries: int = 100
     latency_repeats: int = 1
+    latency_wait_quiet_s: float = 0.0
     seed: int = 0
     show_progress: bool = False
     reference: str | None = None  # the candidate retained quality is relative to (shrink: the original)
@@ -41,6 +42,7 @@ def run_selection(spec: SelectSpec) -> tuple[EvalReport, Selection]:
             cache_dir=spec.cache_dir,
             latency_queries=spec.latency_queries,
             latency_repeats=spec.latency_repeats,
+            latency_wait_quiet_s=spec.latency_wait_quiet_s,
             seed=spec.seed,
             show_progress=spec.show_progress,
         )
