@@ -47,6 +47,19 @@ def test_binary_holds_a_32nd_of_float32_plus_its_rescoring_store() -> None:
     assert with_float.memory_bytes == bits + vectors.nbytes
 
 
+def test_bytes_per_row_leave_out_what_does_not_grow_with_the_rows() -> None:
+    # a PCA projection (dim x k floats) and int8 ranges are paid once: on a small corpus they
+    # used to be spread over the rows and inflated the projection to 1M documents
+    vectors, _, _ = realistic_embeddings(n=200, dim=64)
+    pca = build_index("pca", vectors, options={"dim": 16})
+    assert pca.fixed_bytes == (64 * 16 + 64) * 4  # components + mean, float32
+    assert pca.memory_bytes - pca.fixed_bytes == 200 * 16 * 4  # exactly k floats per row
+    int8 = build_index("int8", vectors)
+    assert int8.memory_bytes - int8.fixed_bytes == 200 * 64  # one byte per dimension per row
+    assert build_index("binary", vectors, options={"rescore": 0}).fixed_bytes == 0
+    assert build_index("exact", vectors).fixed_bytes == 0
+
+
 def test_int8_scores_are_within_half_a_step_of_exact() -> None:
     vectors, queries, _ = realistic_embeddings(n=2000, dim=64)
     index = build_index("int8", vectors)

@@ -21,7 +21,8 @@ class SizeInfo(TypedDict, total=False):
     onnx_bytes: int
     source: str
     index_bytes: int
-    index_bytes_per_vector: float
+    index_bytes_per_vector: float  # what grows with the rows (index_fixed_bytes left out)
+    index_fixed_bytes: int  # what does not: a PCA projection, int8 ranges
     index: str
     index_info: dict[str, Any]  # the vector index built: kind, options used, recall@10 vs exact, note
     stages: list[SizeInfo]  # a pipeline: each first-stage retriever's own

@@ -188,6 +188,13 @@ class VectorIndex(ABC):
         """Bytes the search structure holds (for exact kinds: the vectors themselves)."""
         return int(self.vectors.nbytes)
 
+    @property
+    def fixed_bytes(self) -> int:
+        """The part of ``memory_bytes`` that does not grow with the rows (a PCA projection, int8
+        ranges): left out of the bytes per vector, so a 5,000-document corpus does not inflate a
+        projection to 1M documents; default 0."""
+        return 0
+
     def save(self, folder: Path) -> IndexInfo:
         """Write this kind's own files into ``folder`` (atomically) and describe them; default: none."""
         return self.info()

@@ -136,9 +136,13 @@ class BinaryIndex(CodedIndex):
     @property
     def memory_bytes(self) -> int:
         """The packed bits, plus the rescoring store that is kept (int8 codes or float rows)."""
-        total = self.index.ntotal * self.index.code_size
+        total = self.index.ntotal * self.index.code_size + self.fixed_bytes
         if self.store is not None:
-            total += self.store.nbytes + self.low.nbytes + self.step.nbytes
+            total += self.store.nbytes
         if self.keeps_vectors:
             total += self.vectors.nbytes
         return int(total)
+
+    @property
+    def fixed_bytes(self) -> int:
+        return int(self.low.nbytes + self.step.nbytes) if self.store is not None else 0

@@ -119,4 +119,8 @@ class Int8Index(CodedIndex):
     @property
     def memory_bytes(self) -> int:
         floats = self.vectors.nbytes if self.keeps_vectors else 0
-        return int(self.codes.nbytes + self.low.nbytes + self.step.nbytes + floats)
+        return int(self.codes.nbytes + floats + self.fixed_bytes)
+
+    @property
+    def fixed_bytes(self) -> int:
+        return int(self.low.nbytes + self.step.nbytes)

@@ -102,4 +102,8 @@ class PCAIndex(CodedIndex):
 
     @property
     def memory_bytes(self) -> int:
-        return int(self.projected.nbytes + self.components.nbytes + self.mean.nbytes)
+        return int(self.projected.nbytes + self.fixed_bytes)
+
+    @property
+    def fixed_bytes(self) -> int:
+        return int(self.components.nbytes + self.mean.nbytes)

@@ -80,7 +80,9 @@ class DenseRetriever(Retriever):
         if self.index_ is not None:
             built = self.index_.info()
             info["index_bytes"] = self.index_.memory_bytes
-            info["index_bytes_per_vector"] = self.index_.memory_bytes / max(1, len(self.index_))
+            fixed = self.index_.fixed_bytes
+            info["index_bytes_per_vector"] = (self.index_.memory_bytes - fixed) / max(1, len(self.index_))
+            info["index_fixed_bytes"] = fixed
             info["index"] = "exact (numpy, inner product)" if self.index_kind == "exact" else self.index_kind
             if built.note:
                 info["index"] += f" ({built.note})"

@@ -8,7 +8,8 @@ Rules (written down so the recommendation can be defended):
 - Latency for a constraint is the *worst* p95 over the datasets (search cost grows with
   the corpus); size is the model's weights on disk.
 - Index size per document is the index's memory over its rows (bytes per vector), projected
-  linearly to 1M documents: ``bytes_per_vector * 1e6 / 2**20`` MB, the worst over the datasets.
+  linearly to 1M documents: ``(bytes_per_vector * 1e6 + fixed_bytes) / 2**20`` MB, the worst over the
+  datasets (``fixed_bytes``: what does not grow with the rows, e.g. a PCA projection).
 - With a ``reference`` candidate (``embedlab shrink``: the original model), retained quality
   is ``nDCG@10(candidate) / nDCG@10(reference)``, per dataset and of the means across them.
 - Cost = measured compute seconds x the machine's price per hour: per 1,000 queries from
@@ -170,7 +171,7 @@ def _cell(result: ModelResult, price: float | None, *, seed: int) -> Cell:
         cost_per_1m_docs=None if price is None or not rate else 1e6 / rate * price / 3600,
         busy=str(machine.get("busy_because") or "") if machine else "",
         index_bytes_per_vector=per_vector,
-        index_mb_per_1m=None if per_vector is None else per_vector * 1e6 / MB,
+        index_mb_per_1m=None if per_vector is None else (per_vector * 1e6 + size.get("index_fixed_bytes", 0)) / MB,
     )
 
 
