@@ -170,3 +170,4 @@ class CollectionInfo(TypedDict):
     updated: str
     versions: dict[str, str]
     skipped: list[dict[str, str]]
+    corpus_drift: dict[str, Any] | None  # the last update's added chunks vs the previous generation

@@ -225,6 +225,15 @@ def _print_report(report) -> None:
                 f"  dense index: HNSW {index['params']}, recall@10 {index['recall_at_10']:.3f} vs exact "
                 f"({index['recall_queries']} sample queries)"
             )
+        drift = report.corpus_drift
+        if drift is not None:
+            from embedlab.collection.generation import describe_drift
+
+            shifted = "the added chunks differ from the collection" if drift["p_value"] < 0.01 else "no clear shift"
+            print(
+                f"  corpus drift: {describe_drift(drift['statistic'], drift['p_value'], drift['chunks_added'])} "
+                f"vs generation {drift['previous_generation']} ({shifted}; `embedlab monitor check` can alert on it)"
+            )
     if report.skipped:
         print(f"skipped {len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''}:")
         for path, reason in report.skipped:

@@ -303,4 +303,5 @@ def info(name: str, *, root: str | Path | None = None) -> CollectionInfo:
         "updated": manifest.updated,
         "versions": manifest.versions,
         "skipped": skipped,
+        "corpus_drift": None if manifest.corpus_drift is None else manifest.corpus_drift.model_dump(),
     }

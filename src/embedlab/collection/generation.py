@@ -36,6 +36,7 @@ from embedlab.collection.lexical import build_lexical
 from embedlab.collection.manifest import (
     FORMAT_VERSION,
     Chunking,
+    CorpusDrift,
     Counts,
     DenseIndexInfo,
     LexicalInfo,
@@ -79,6 +80,15 @@ class BuildReport:
     seconds: float
     index: dict[str, object]
     size_bytes: int
+    corpus_drift: dict[str, object] | None = None  # an update's added chunks vs the previous generation
+
+
+MIN_DRIFT_CHUNKS = 20  # fewer added chunks: no corpus-drift test (its p-value would say little)
+
+
+def describe_drift(statistic: float, p_value: float, added: int) -> str:
+    """``MMD^2 0.0123, p = 0.005 over 120 added chunks``: one phrase for logs and the CLI."""
+    return f"MMD^2 {statistic:.4g}, p = {p_value:.3g} over {added} added chunks"
 
 
 def _now() -> str:
@@ -117,6 +127,7 @@ class GenerationJob:
         self.indexed: list[str] = []  # files read and chunked in this run
         self.chunks_added = 0
         self.chunks_removed = 0
+        self.corpus_drift: CorpusDrift | None = None
 
     def run(self) -> BuildReport:
         old = ChunkStore(self.reuse / DB) if self.reuse is not None else None
@@ -286,6 +297,7 @@ class GenerationJob:
                 new_part=part,
                 new_count=new_count,
             )
+            self.corpus_drift = self._corpus_drift(kept_from, work / VECTORS, new_count)
             del kept_from
             lexical_info = build_lexical(writer.texts(), work)
             writer.close()
@@ -297,6 +309,27 @@ class GenerationJob:
         fsync_tree(work)
         crash_point("written")
         return manifest
+
+    def _corpus_drift(self, old: np.ndarray | None, written: Path, new_count: int) -> CorpusDrift | None:
+        """The added chunks' embeddings against the previous generation's (all its rows, the ones
+        this update removed included: "what the collection was"); None for a first build or an
+        update that added fewer than ``MIN_DRIFT_CHUNKS`` chunks (too few for a test worth reading)."""
+        if self.previous is None or old is None or len(old) < MIN_DRIFT_CHUNKS or new_count < MIN_DRIFT_CHUNKS:
+            return None
+        from embedlab.monitor.drift import mmd_test
+
+        new = load_vectors(written)[-new_count:]
+        test = mmd_test(old, new, seed=self.previous.generation)  # seeded: the same update, the same p-value
+        log.info("corpus drift of the added chunks: %s", describe_drift(test.statistic, test.p_value, new_count))
+        return CorpusDrift(
+            statistic=test.statistic,
+            p_value=test.p_value,
+            n_reference=test.n_reference,
+            n_live=test.n_live,
+            chunks_added=new_count,
+            previous_generation=self.previous.generation,
+            method=test.method,
+        )
 
     def _encode(self, texts: list[str], sink, cache: EmbeddingCache | None) -> int:
         if not texts:
@@ -346,6 +379,7 @@ class GenerationJob:
             created=self.previous.created if self.previous is not None and self.reuse is not None else now,
             updated=now,
             versions=versions,
+            corpus_drift=self.corpus_drift,
         )
 
     # ------------------------------------------------------------------ switching
@@ -399,6 +433,7 @@ class GenerationJob:
             seconds=round(time.perf_counter() - self.started, 3),
             index=index,
             size_bytes=folder_size(target),
+            corpus_drift=None if self.corpus_drift is None else self.corpus_drift.model_dump(),
         )
 
 

@@ -100,6 +100,20 @@ class LexicalInfo(_Frozen):
     stopwords: str
 
 
+class CorpusDrift(_Frozen):
+    """The chunks an update added against the previous generation's: an MMD two-sample test on
+    their embeddings (:func:`embedlab.monitor.drift.mmd_test`), so ``monitor check`` can alert when
+    the library moves away from what the model was chosen on."""
+
+    statistic: float
+    p_value: float = Field(gt=0, le=1)
+    n_reference: int  # previous generation's vectors in the test (subsampled)
+    n_live: int  # added chunks in the test (subsampled)
+    chunks_added: int
+    previous_generation: int
+    method: str
+
+
 class Manifest(_Frozen):
     format_version: int
     name: str
@@ -120,6 +134,7 @@ class Manifest(_Frozen):
     created: str
     updated: str
     versions: dict[str, str]
+    corpus_drift: CorpusDrift | None = None  # an update that added >= MIN_DRIFT_CHUNKS chunks
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

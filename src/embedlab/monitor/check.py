@@ -12,7 +12,10 @@ logged searches, or a queries file) and alert when ``p < p_value``:
 - ``out_of_domain``: share of searches whose best score is below the reference's 5% quantile for
   their mode, exact binomial tail against 5% (needs a logged reference: scores of the same modes);
 - ``vocabulary_drift``: per-query share of terms the corpus's BM25 vocabulary lacks, live > reference
-  (one-sided permutation test).
+  (one-sided permutation test);
+- ``corpus_drift``: the last ``index update``'s added chunks against the previous generation (MMD,
+  computed by the update and stored in the live manifest); its volume is the chunks added, its
+  window is not used (the test belongs to the update, not to a time window).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedlab.collection.manifest import CorpusDrift
 from embedlab.errors import EmbedlabError
 from embedlab.monitor import drift
 from embedlab.monitor.events import Search
@@ -56,6 +60,7 @@ class Context:
     vocabulary: set[str] | None
     terms_of: Callable[[str], list[str]] | None
     reference_queries: list[str] | None = None  # from a queries file (else: the logged reference)
+    corpus_drift: CorpusDrift | None = None  # the live generation's update test (None: none was run)
 
 
 def collection_context(collection: str, *, root: str | Path | None, queries_file: Path | None) -> Context:
@@ -78,6 +83,7 @@ def collection_context(collection: str, *, root: str | Path | None, queries_file
         vocabulary=vocabulary,
         terms_of=lexical.analyzer.terms if vocabulary is not None else None,
         reference_queries=reference_queries,
+        corpus_drift=opened.manifest.corpus_drift,
     )
 
 
@@ -102,7 +108,8 @@ def evaluate(
     now = time.time() if now is None else now
     options = options or Options()
     reference, rest = split_reference(searches, config)
-    if config.reference.first is not None and len(reference) < config.reference.first:
+    needs_searches = any(rule.metric != "corpus_drift" for rule in config.rule)
+    if needs_searches and config.reference.first is not None and len(reference) < config.reference.first:
         raise EmbedlabError(
             "not enough logged searches for the reference",
             found=f"{len(reference)}",
@@ -121,7 +128,9 @@ def evaluate(
     out = []
     for rule in config.rule:
         live = [s for s in rest if now - rule.window_s <= s.ts <= now]
-        if len(live) < rule.min_volume:
+        if rule.metric == "corpus_drift":
+            out.append(_corpus_verdict(rule, ctx().corpus_drift))
+        elif len(live) < rule.min_volume:
             out.append(_verdict(rule, len(live), "low volume", limit=f">= {rule.min_volume} searches"))
         elif rule.p_value is None:
             value = group_metrics(live, options=options, reformulations=refs, thresholds=thresholds)[rule.metric]
@@ -142,6 +151,17 @@ def _verdict(
     rule: Rule, volume: int, status: str, *, value: float | None = None, p_value: float | None = None, limit: str = ""
 ) -> Verdict:
     return Verdict(rule.label, rule.metric, rule.window, volume, status, value, p_value, limit)
+
+
+def _corpus_verdict(rule: Rule, test: CorpusDrift | None) -> Verdict:
+    if test is None:
+        return _verdict(rule, 0, "low volume", limit="no update tested (first build, or too few added chunks)")
+    if test.chunks_added < rule.min_volume:
+        return _verdict(rule, test.chunks_added, "low volume", limit=f">= {rule.min_volume} added chunks")
+    status = "alert" if test.p_value < (rule.p_value or 0.0) else "ok"
+    return _verdict(
+        rule, test.chunks_added, status, value=test.statistic, p_value=test.p_value, limit=f"p < {rule.p_value}"
+    )
 
 
 def _threshold_verdict(rule: Rule, value: float | None, volume: int) -> Verdict:

@@ -35,7 +35,7 @@ from embedlab.errors import EmbedlabError, shorten
 from embedlab.monitor.online import METRICS, parse_duration
 from embedlab.select.candidates import _parse_toml
 
-DRIFT_TESTS = ("query_drift", "query_centroid", "out_of_domain", "vocabulary_drift")
+DRIFT_TESTS = ("query_drift", "query_centroid", "out_of_domain", "vocabulary_drift", "corpus_drift")
 
 
 class Reference(BaseModel):
