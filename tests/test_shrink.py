@@ -63,11 +63,10 @@ def test_shrink_writes_each_variant_and_select_analysis(shrunk: tuple[Path, Path
         ratio = summary["mean_quality"] / summaries["original"]["mean_quality"]
         assert summary["retained"] == pytest.approx(ratio, rel=1e-12), name
     per_1m = {name: s["index_mb_per_1m"] for name, s in summaries.items()}
-    # bytes per vector = the index's memory over its 5 rows: float32 rows are 4 bytes x 32 dims; int8 is
-    # 1 byte x 32 dims plus its per-dimension low and step (2 x 32 float32), shared by the 5 rows
-    docs = 5
+    # projected to 1M rows: float32 rows are 4 bytes x 32 dims; int8 is 1 byte x 32 dims a row plus its
+    # per-dimension low and step (2 x 32 float32) once, not spread over this corpus's 5 rows
     assert per_1m["original"] == pytest.approx(4 * HIDDEN * 1e6 / 2**20)
-    assert per_1m["int8-index"] == pytest.approx((HIDDEN + 2 * 4 * HIDDEN / docs) * 1e6 / 2**20)
+    assert per_1m["int8-index"] == pytest.approx((HIDDEN * 1e6 + 2 * 4 * HIDDEN) / 2**20)
     assert per_1m["binary-index"] < per_1m["original"]
     assert per_1m["matryoshka-16"] == pytest.approx(per_1m["original"] / 2)  # no fixed part: 16 floats a row
     markdown = (out / "report" / "selection.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.helpers import TINY_CORPUS, TINY_QUERIES
@@ -17,15 +18,26 @@ def tiny_vocabulary() -> list[str]:
     return sorted({w for t in texts for w in re.findall(r"[a-z]+", t.lower())})
 
 
-def make_tiny_sentence_transformer(folder: Path, *, layers: int = 2, seed: int = 0) -> Path:
-    """BERT with ``layers`` layers of width 32 over the tiny corpus' words, mean pooling, normalised."""
+def make_tiny_sentence_transformer(
+    folder: Path,
+    *,
+    layers: int = 2,
+    seed: int = 0,
+    initializer_range: float = 0.02,
+    words: Sequence[str] | None = None,
+) -> Path:
+    """BERT with ``layers`` layers of width 32 over the tiny corpus' words, mean pooling, normalised.
+    ``initializer_range``: the weights' standard deviation; BERT's 0.02 makes every layer close to
+    the identity (through its residual), a larger one makes the layers differ (distillation tests)."""
     import torch
     import transformers
 
-    words = tiny_vocabulary()
+    words = sorted(set(words)) if words is not None else tiny_vocabulary()  # words: lowercase, no punctuation
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (folder / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    # the vocabulary as a mapping: transformers 5 ignores ``vocab_file=`` (every word became [UNK])
+    tokenizer = transformers.BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
     tokenizer.save_pretrained(str(folder))
     torch.manual_seed(seed)
     config = transformers.BertConfig(
@@ -35,6 +47,7 @@ def make_tiny_sentence_transformer(folder: Path, *, layers: int = 2, seed: int =
         num_attention_heads=4,
         intermediate_size=2 * HIDDEN,
         max_position_embeddings=64,
+        initializer_range=initializer_range,
     )
     transformers.BertModel(config).save_pretrained(str(folder))
     modules = [

@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=examples(
             "embedlab shrink --model all-MiniLM-L6-v2 -d scifact --out models/minilm-small",
             "embedlab shrink --model models/scifact-ft -d scifact -d npl --out models/ft-small --min-retained 0.97",
+            "embedlab shrink --model models/scifact-ft -d scifact --out models/ft-distilled --variants static,student "
+            "--student-epochs 2 --static-vocabulary 20000",
         ),
     )
     p.add_argument("--model", "-m", required=True, help="model NAME[:key=value,...] or folder (e.g. a finetune output)")
@@ -37,19 +39,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--price-per-hour", type=float, help="machine price; enables cost per 1k queries / 1M docs")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for ties (default 0.05)")
     p.add_argument("--calibration-size", type=int, default=200, help="corpus passages for int8-static (default 200)")
+    p.add_argument(
+        "--static-vocabulary",
+        type=int,
+        default=0,
+        help="static: add the corpus' N most frequent words as tokens (default 0: the model's own tokens)",
+    )
+    p.add_argument(
+        "--student-layers",
+        type=_layers,
+        help="student: teacher layers to keep, e.g. 0,2,4 (default: every other one ending with the last: 1,3,5 of 6)",
+    )
+    p.add_argument("--student-epochs", type=int, default=1, help="student: training epochs (default 1)")
+    p.add_argument("--student-batch-size", type=int, default=32, help="student: texts per step (default 32)")
+    p.add_argument(
+        "--student-max-passages",
+        type=int,
+        default=1000,
+        help="student: corpus passages it copies the teacher on, plus up to 1/4 as many queries (default 1000)",
+    )
     p.add_argument("--split", default="test", help="qrels split evaluated")
     p.add_argument(
         "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
     )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--latency-queries", type=int, default=100, help="queries timed one by one for p50/p95")
-    p.add_argument("--seed", type=int, default=0, help="seed of calibration samples and statistical tests")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of calibration samples, student training and statistical tests"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.set_defaults(handler=run_shrink_command)
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer indices like 0,2,4, got {text!r}") from None
+
+
 def run_shrink_command(args: argparse.Namespace) -> int:
     from embedlab.encoders.spec import parse_model_spec
+    from embedlab.optimize.distill import DistillOptions
     from embedlab.optimize.shrink import ShrinkSpec, run_shrink
     from embedlab.select.analysis import Constraints
     from embedlab.select.report import print_selection
@@ -79,6 +110,13 @@ def run_shrink_command(args: argparse.Namespace) -> int:
             latency_queries=args.latency_queries,
             seed=args.seed,
             show_progress=not args.no_progress,
+            distill=DistillOptions(
+                static_vocabulary=args.static_vocabulary,
+                student_layers=args.student_layers,
+                student_epochs=args.student_epochs,
+                student_batch_size=args.student_batch_size,
+                student_max_passages=args.student_max_passages,
+            ),
         )
     )
     print_selection(result.selection, result.report)

@@ -36,7 +36,7 @@ class FolderManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal[1] = 1
-    kind: Literal["onnx"]
+    kind: Literal["onnx", "static"]  # static: model2vec token vectors (``embedlab shrink``'s static variant)
     name: str = Field(min_length=1)  # as reports show it, e.g. "scifact-ft:int8-dynamic"
     base_model: str  # what it was made from, as the user named it
     base_weights_sha256: str
@@ -80,6 +80,10 @@ def folder_encoder(spec: ModelSpec) -> Encoder | None:
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is None:
         return None
+    if manifest.kind == "static":  # the packaged model2vec model's loader, pointed at this folder
+        from embedlab.encoders.static import Model2VecEncoder
+
+        return Model2VecEncoder(spec, folder.resolve(), manifest)
     return OnnxFolderEncoder(folder.resolve(), manifest, spec)
 
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,11 +25,14 @@ from embedlab import settings
 from embedlab.atomic import atomic_dir
 from embedlab.checksum import file_sha256
 from embedlab.encoders.base import Encoder, Fingerprint
-from embedlab.encoders.resolve import resolve_model
+from embedlab.encoders.resolve import resolve_model, verify_sha256
 from embedlab.encoders.spec import ModelSpec, check_options
 from embedlab.errors import EmbedlabError
 from embedlab.payloads import Conditions, SizeInfo
 from embedlab.progress import progress_bar
+
+if TYPE_CHECKING:
+    from embedlab.encoders.onnx_folder import FolderManifest
 
 log = logging.getLogger(__name__)
 
@@ -121,24 +125,38 @@ class WordLlamaEncoder(Encoder):
 
 
 class Model2VecEncoder(Encoder):
-    def __init__(self, spec: ModelSpec) -> None:
-        check_options(spec, accepted={"max_length"}, what="the static model minilm-model2vec")
+    """A model2vec static model: the packaged MiniLM distillation (``folder`` None), or a folder
+    ``embedlab shrink`` distilled from the user's model (``folder`` and its ``manifest``, whose
+    sha256 of the vectors is verified before loading)."""
+
+    def __init__(self, spec: ModelSpec, folder: Path | None = None, manifest: FolderManifest | None = None) -> None:
+        name = manifest.name if manifest is not None else "minilm-model2vec"
+        check_options(spec, accepted={"max_length"}, what=f"the static model {name}")
         self.version = _installed("model2vec", MODEL2VEC_INSTALL)
-        base = resolve_model(MINILM)
-        self.folder = model2vec_folder(base.path, base.weights_sha256)
+        if folder is None or manifest is None:
+            base = resolve_model(MINILM)
+            self.folder = model2vec_folder(base.path, base.weights_sha256)
+            self.source = f"built with model2vec from {MINILM} ({self.folder})"
+            made = f"from all-MiniLM-L6-v2 {base.weights_sha256[:12]}, pca {MODEL2VEC_DIMS}"
+        else:
+            self.folder = folder
+            self.source = f"local folder (model2vec distillation of {manifest.base_model})"
+            made = f"from {manifest.base_model} {manifest.base_weights_sha256[:12]}"
+        self.weights = self.folder / "model.safetensors"
+        if manifest is not None:
+            verify_sha256(name, self.weights, "the model folder", manifest.sha256)
         from model2vec import StaticModel
 
-        self.weights = self.folder / "model.safetensors"
         self.model = StaticModel.from_pretrained(self.folder, force_download=False)  # normalises, as distilled
         self.max_length = spec.max_length or 512  # model2vec's default truncation
         self.dim = int(self.model.dim)
         self.batch_size = spec.batch_size
-        self.base_sha = base.weights_sha256
+        tokenizer = file_sha256(self.folder / "tokenizer.json")[:16]  # a corpus vocabulary changes it
         self.fingerprint = Fingerprint(
             kind="static",
-            model="minilm-model2vec",
-            weights=file_sha256(self.weights),
-            backend=f"model2vec {self.version} (from all-MiniLM-L6-v2 {self.base_sha[:12]}, pca {MODEL2VEC_DIMS})",
+            model=name,
+            weights=file_sha256(self.weights) + ("" if manifest is None else f"+tokenizer:{tokenizer}"),
+            backend=f"model2vec {self.version} ({made})",
             pooling="mean",
             normalize=True,
             max_length=self.max_length,
@@ -157,7 +175,7 @@ class Model2VecEncoder(Encoder):
             "dim": self.dim,
             "parameters": int(self.model.embedding.size),
             "weights_bytes": sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file()),
-            "source": f"built with model2vec from {MINILM} ({self.folder})",
+            "source": self.source,
         }
 
     def conditions(self) -> Conditions:
@@ -176,23 +194,31 @@ def model2vec_folder(minilm: Path, minilm_sha256: str) -> Path:
     target = settings.cache_dir() / "model2vec" / minilm_sha256[:24]
     if target.is_dir():
         return target
+    log.info("distilling all-MiniLM-L6-v2 into a static model2vec model (once, about 30 s): %s", target)
+    with atomic_dir(target) as work:
+        distill_static(minilm, work, pca_dims=MODEL2VEC_DIMS, what="minilm-model2vec")
+    return target
+
+
+def distill_static(model: Path, work: Path, *, pca_dims: int, what: str, vocabulary: list[str] | None = None) -> int:
+    """model2vec's distillation of the transformer folder ``model`` saved into ``work``: every
+    token of its vocabulary (plus ``vocabulary``'s words, each a new token) through the
+    transformer, PCA to ``pca_dims``, SIF weighting; the number of tokens it holds."""
     try:
         import model2vec.distill.inference as steps
         from model2vec.distill import distill
         from transformers.utils import logging as hf_logging
     except ImportError as err:
         raise EmbedlabError(
-            f"building minilm-model2vec needs model2vec's distill module ({err.name} is missing)",
-            hint=MODEL2VEC_INSTALL,
+            f"building {what} needs model2vec's distill module ({err.name} is missing)", hint=MODEL2VEC_INSTALL
         ) from None
-    log.info("distilling all-MiniLM-L6-v2 into a static model2vec model (once, about 30 s): %s", target)
     hf_logging.disable_progress_bar()
     plain_bar = steps.tqdm
     # model2vec's own progress bar, made to follow embedlab's log level like embedlab's bars
     steps.tqdm = lambda *, total, desc, **_: progress_bar(total=total, desc=desc, unit="tokens", enabled=True)
     try:
-        with atomic_dir(target) as work:
-            distill(str(minilm), pca_dims=MODEL2VEC_DIMS, device="cpu").save_pretrained(str(work))
+        static = distill(str(model), vocabulary=vocabulary or None, pca_dims=pca_dims, device="cpu")
     finally:
         steps.tqdm = plain_bar
-    return target
+    static.save_pretrained(str(work))
+    return int(static.embedding.shape[0])

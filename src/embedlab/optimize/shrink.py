@@ -24,6 +24,15 @@ from embedlab.encoders.registry import check_model_exists, entry_for, load_encod
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.eval.runner import EvalReport
+from embedlab.optimize.distill import (
+    DistillOptions,
+    build_static_variant,
+    build_student_variant,
+    corpus_vocabulary,
+    read_record,
+    student_layers,
+    teacher_layers,
+)
 from embedlab.optimize.quantize import MIN_CALIBRATION, ONNX_VARIANTS, build_onnx_variant
 from embedlab.optimize.variants import Variant, parse_variants
 from embedlab.select.analysis import Constraints, Selection
@@ -48,6 +57,7 @@ class ShrinkSpec:
     latency_queries: int = 100
     seed: int = 0
     show_progress: bool = False
+    distill: DistillOptions = field(default_factory=DistillOptions)  # the static and student variants
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,18 @@ def _transformer_folder(spec: ModelSpec) -> bool:
         return False
     folder = Path(spec.model).expanduser()
     return not (folder.is_dir() and read_manifest(folder) is not None)
+
+
+def _what_it_is(spec: ModelSpec) -> str:
+    """What the model is, for a variant that needs a transformer folder and did not get one."""
+    entry = entry_for(spec)
+    if entry is not None:
+        kind = f"{entry.about.kind} " if entry.about is not None else ""
+        return f"{spec.model!r} is a registered {kind}model, not a folder"
+    manifest = read_manifest(Path(spec.model).expanduser())
+    if manifest is not None:
+        return f"{spec.model!r} is an embedlab {manifest.kind} model folder ({manifest.name})"
+    return f"{spec.model!r} is not one"
 
 
 def _model_dim(spec: ModelSpec, transformer: bool) -> int:
@@ -129,9 +151,7 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
     for variant in variants:
         why = None
         if variant.family == "model" and not transformer:
-            why = f"needs a transformer folder; {spec.model.model!r} is not one"
-        elif variant.family == "model" and variant.name not in ONNX_VARIANTS:
-            why = "not available yet in this version of embedlab shrink"
+            why = f"needs a transformer folder (a sentence-transformers model); {_what_it_is(spec.model)}"
         if why is None:
             kept.append(variant)
         elif spec.variants is not None:  # asked for by name: an error, not a silent skip
@@ -142,20 +162,23 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
         raise EmbedlabError(
             f"--calibration-size {spec.calibration_size} is too small", expected=f"at least {MIN_CALIBRATION} texts"
         )
+    spec.distill.check()
+    if any(v.name == "student" for v in kept):
+        student_layers(teacher_layers(spec.model.model), spec.distill.student_layers)
     texts = calibration_sample(datasets, spec.calibration_size, seed=spec.seed)
     _check_out(spec.out, tuple(kept))
     return datasets, tuple(kept), skipped, texts
 
 
 def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
-    _, variants, skipped, texts = plan(spec)
+    datasets, variants, skipped, texts = plan(spec)
     label = spec.model.label or spec.model.model.rstrip("/").split("/")[-1]
     candidates: list[ModelSpec] = [spec.model.model_copy(update={"label": ORIGINAL})]
     artefacts: dict[str, str] = {}
     for variant in variants:
         if variant.family == "model":
             folder = spec.out / variant.name
-            build_onnx_variant(variant.name, spec.model.model, folder, texts=texts, label=label)
+            _build(variant.name, spec, folder, datasets=datasets, texts=texts, label=label)
             candidates.append(ModelSpec(model=str(folder), label=variant.name))
             artefacts[variant.name] = str(folder)
         else:
@@ -199,6 +222,24 @@ def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
     return ShrinkResult(report, selection, artefacts, skipped, [*files, spec.out / "shrink.json"])
 
 
+def _build(name: str, spec: ShrinkSpec, folder: Path, *, datasets: list[Dataset], texts: list[str], label: str) -> None:
+    """Write the model variant ``name`` at ``folder``."""
+    model = spec.model.model
+    if name in ONNX_VARIANTS:
+        build_onnx_variant(name, model, folder, texts=texts, label=label)
+    elif name == "static":
+        size = spec.distill.static_vocabulary
+        words = corpus_vocabulary((d.content for s in datasets for d in s.iter_documents()), size) if size else []
+        build_static_variant(model, folder, label=label, vocabulary=words)
+    elif name == "student":
+        sample = calibration_sample(datasets, spec.distill.student_max_passages, seed=spec.seed)
+        build_student_variant(
+            model, folder, texts=sample, options=spec.distill, seed=spec.seed, show_progress=spec.show_progress
+        )
+    else:  # pragma: no cover - parse_variants gives model variants from the registry only
+        raise ValueError(name)
+
+
 def spec_text(spec: ModelSpec) -> str:
     """The model spec as a user writes it on a command line (``PATH:index=pca,index_dim=192``)."""
     from embedlab.encoders.spec import option_text
@@ -210,4 +251,7 @@ def spec_text(spec: ModelSpec) -> str:
 def _made_with(artefact: str) -> dict[str, object]:
     folder = Path(artefact)
     manifest = read_manifest(folder) if folder.is_dir() else None
-    return {} if manifest is None else {"precision": manifest.precision, "made_with": manifest.made_with}
+    if manifest is None:
+        record = read_record(folder) if folder.is_dir() else None
+        return {} if record is None else {"made_with": record}
+    return {"precision": manifest.precision, "made_with": manifest.made_with}

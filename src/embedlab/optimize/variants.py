@@ -52,7 +52,17 @@ for _variant in (
 ):
     VARIANTS.add(_variant.name, _variant)
 
-DEFAULT_VARIANTS = ("int8-dynamic", "int8-static", "fp16", "int8-index", "binary-index", "pca", "matryoshka")
+DEFAULT_VARIANTS = (
+    "int8-dynamic",
+    "int8-static",
+    "fp16",
+    "static",
+    "student",
+    "int8-index",
+    "binary-index",
+    "pca",
+    "matryoshka",
+)
 _WITH_DIM = re.compile(r"^([a-z0-9-]+?)-(\d+)$")
 
 

@@ -18,15 +18,25 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from embedlab.progress import progress_bar
-from embedlab.train.data import TrainExample
 from embedlab.train.distributed import ONE_PROCESS, Cluster, average_gradients
 
 log = logging.getLogger(__name__)
+
+
+class Example(Protocol):
+    """What the loop needs of an example: its texts (a batch never holds one text twice).
+    :class:`~embedlab.train.data.TrainExample` for contrastive training; the texts a student
+    copies its teacher on for distillation (:mod:`embedlab.optimize.distill`)."""
+
+    def texts(self) -> tuple[str, ...]: ...
+
+
+E = TypeVar("E", bound=Example)
 
 
 @dataclass(frozen=True)
@@ -78,12 +88,12 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def no_duplicate_batches(examples: Sequence[TrainExample], batch_size: int, *, seed: int) -> list[list[TrainExample]]:
+def no_duplicate_batches(examples: Sequence[E], batch_size: int, *, seed: int) -> list[list[E]]:
     """Shuffled batches in which no text (query, positive or negative) appears twice."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     remaining: OrderedDict[int, None] = OrderedDict((i, None) for i in order)
-    batches: list[list[TrainExample]] = []
+    batches: list[list[E]] = []
     while remaining:
         batch: list[int] = []
         texts: set[str] = set()
@@ -105,10 +115,10 @@ def no_duplicate_batches(examples: Sequence[TrainExample], batch_size: int, *, s
 
 def fit(
     model: Any,
-    examples: Sequence[TrainExample],
+    examples: Sequence[E],
     *,
     schedule: Schedule,
-    step: Callable[[list[TrainExample]], float],
+    step: Callable[[list[E]], float],
     dev_score: Callable[[], float | None],
     show_progress: bool = False,
     on_epoch: Callable[[EpochPoint], None] | None = None,

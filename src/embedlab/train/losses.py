@@ -15,6 +15,11 @@
 - **Matryoshka** (Kusupati et al. 2022, arXiv:2205.13147): the mean of a loss over the
   leading ``dims`` coordinates of every embedding, so truncated vectors stay useful.
 
+- **MSE distillation** (Reimers & Gurevych 2020, arXiv:2004.09813): a student learns to
+  reproduce a teacher's embeddings of the same texts, ``mean_{i,j} (s_ij - t_ij)^2`` over the
+  batch's rows i and dimensions j; no labels.  Not in ``LOSSES`` (those compare queries with
+  documents); :mod:`embedlab.optimize.distill` runs it through the same loop.
+
 CachedMNRL (GradCache, Gao et al. 2021, arXiv:2101.06983) computes the same MNRL value; it
 differs only in how gradients are obtained, see ``embedlab.train.loop``.
 """
@@ -69,3 +74,10 @@ def matryoshka(loss: LossFn, dims: Sequence[int]) -> LossFn:
         return sum(parts[1:], parts[0]) / len(parts)
 
     return wrapped
+
+
+def mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the student's and the teacher's embeddings (row i = text i)."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(student, teacher)
