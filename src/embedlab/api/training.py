@@ -32,6 +32,8 @@ def finetune(
     learning_rate: float = 5e-5,
     warmup: float = 0.1,
     max_length: int | None = None,
+    max_memory_gb: float | None = None,
+    gradient_checkpointing: bool = True,
     dev_ratio: float = 0.1,
     patience: int = 2,
     seed: int = 0,
@@ -59,6 +61,8 @@ def finetune(
     ``alpha``).  ``kind="cross-encoder"``: train a re-ranker for the ``first`` stage (default
     ``bm25``; it mines the negatives) with loss ``listwise`` or ``bce``; the verdict compares
     ``first`` with ``first >> out@rerank_depth``.  ``loss`` defaults to ``mnrl`` for a bi-encoder.
+    ``max_memory_gb``: bound the training step (:func:`embedlab.train.memory.plan_step`);
+    ``gradient_checkpointing`` (on by default) gives the same gradients in a fraction of the memory.
     Under torchrun only rank 0 returns a result; the other ranks return None.
 
     >>> result = finetune(  # doctest: +SKIP
@@ -86,6 +90,8 @@ def finetune(
             learning_rate=learning_rate,
             warmup_ratio=warmup,
             max_length=max_length,
+            max_memory_gb=max_memory_gb,
+            gradient_checkpointing=gradient_checkpointing,
             matryoshka_dims=tuple(matryoshka),
             patience=patience,
             seed=seed,

@@ -87,6 +87,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
     t.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warmup (default 0.1)")
     t.add_argument("--max-length", type=int, help="max tokens per text (default: the model's own)")
+    t.add_argument(
+        "--max-memory",
+        type=float,
+        metavar="GB",
+        help="bound the training step's memory (GB = 2^30 bytes): picks the texts per forward pass, switching "
+        "to cached-mnrl mini-batches when the batch does not fit (rule: README 'Fine-tuning memory'; default: none)",
+    )
+    t.add_argument(
+        "--no-gradient-checkpointing",
+        action="store_true",
+        help="keep every layer's activations (faster, ~3.5x the memory; same result); default: checkpointing on",
+    )
     t.add_argument("--dev-ratio", type=float, default=0.1, help="share of train queries held out as dev (default 0.1)")
     t.add_argument("--patience", type=int, default=2, help="epochs without dev gain before stopping (default 2)")
     t.add_argument("--seed", type=int, default=0, help="seed of the dev split, shuffling and initialisation")
@@ -146,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         warmup=args.warmup,
         max_length=args.max_length,
+        max_memory_gb=args.max_memory,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
         dev_ratio=args.dev_ratio,
         patience=args.patience,
         seed=args.seed,
@@ -173,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
         emit_json_file(result.out / "finetune.json")
     else:
         print(markdown_table(before_after_rows(result.verdict), COLUMNS))
+        if result.memory:
+            from embedlab.train.memory import MEMORY_COLUMNS, memory_rows
+
+            print(markdown_table(memory_rows(result.memory), MEMORY_COLUMNS))
     results_line(result.verdict.reason(), json_out=args.json)
     results_line(
         f"model: {result.out}/ (README.md model card, finetune.json, report.html); "

@@ -11,6 +11,7 @@ from embedlab.eval.metrics import parse_metrics
 from embedlab.eval.runner import EvalReport, EvalSpec, run_eval
 from embedlab.search.pipeline import PipelineSpec
 from embedlab.select.analysis import Constraints, Selection, select
+from embedlab.select.latency_check import check_cheaper  # same-shape latency claims re-timed
 
 SELECT_METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100", "precision@10")
 
@@ -47,7 +48,16 @@ def run_selection(spec: SelectSpec) -> tuple[EvalReport, Selection]:
             show_progress=spec.show_progress,
         )
     )
-    return report, select(report, spec.constraints, seed=spec.seed, reference=spec.reference)
+    selection = select(report, spec.constraints, seed=spec.seed, reference=spec.reference)
+    return report, check_cheaper(
+        report,
+        selection,
+        spec.candidates,
+        dataset=spec.datasets[0],
+        split=spec.split,
+        samples=spec.latency_queries,
+        seed=spec.seed,
+    )
 
 
 def pooling_candidates(model: str) -> tuple[ModelSpec, ...]:

@@ -32,10 +32,22 @@ def before_after_rows(verdict: Verdict) -> list[dict[str, str]]:
                 "p": f"{m.p_value:.4g}",
             }
         )
+    paired = verdict.latency
     for key, label in (("p50_ms", "latency p50 (ms)"), ("p95_ms", "latency p95 (ms)")):
         b, t = verdict.base.latency.get(key), verdict.tuned.latency.get(key)
         if isinstance(b, float) and isinstance(t, float):
-            rows.append({"": label, "base": f"{b:.1f}", "fine-tuned": f"{t:.1f}", "change": f"{t - b:+.1f}", "p": ""})
+            change = "see paired row" if paired is not None else f"{t - b:+.1f}"  # same shape: no noise as change
+            rows.append({"": label, "base": f"{b:.1f}", "fine-tuned": f"{t:.1f}", "change": change, "p": ""})
+    if paired is not None:
+        rows.append(
+            {
+                "": "latency, interleaved median (ms)",
+                "base": f"{paired.median_a_ms:.1f}",
+                "fine-tuned": f"{paired.median_b_ms:.1f}",
+                "change": paired.summary(),
+                "p": f"{paired.p_value:.2g}",
+            }
+        )
     b, t = verdict.base.size.get("weights_bytes"), verdict.tuned.size.get("weights_bytes")
     if isinstance(b, int) and isinstance(t, int):
         rows.append(
@@ -54,7 +66,9 @@ COLUMNS = ["", "base", "fine-tuned", "change", "p"]
 TABLE_NOTE = (
     "Mean over test queries with 95% percentile-bootstrap intervals; change = fine-tuned - base per "
     "query, p from a two-sided paired randomization test (10,000 sign flips).  Latency: one query at a "
-    "time, encode + top-10 search, no cache, same machine and runner for both."
+    "time, encode + top-10 search, no cache, same machine and runner for both; for two models of the same "
+    "shape the change is the interleaved paired test (query encoding, A/B alternating on the same queries, "
+    "sign-flip test on log latency), never the difference of the two separate probes."
 )
 
 
@@ -178,6 +192,7 @@ def render_card(result: FinetuneResult) -> str:
         "",
         result.leakage.summary() + _leakage_action(result) + ".",
         "",
+        *_memory(result),
         "## Use",
         "",
         *_use(spec, first),
@@ -214,6 +229,14 @@ def _use(spec: FinetuneSpec, first: str) -> list[str]:
     ]
 
 
+def _memory(result: FinetuneResult) -> list[str]:
+    if not result.memory:
+        return []
+    from embedlab.train.memory import MEMORY_COLUMNS, MEMORY_NOTE, memory_rows
+
+    return ["## Memory per phase", "", markdown_table(memory_rows(result.memory), MEMORY_COLUMNS), "", MEMORY_NOTE, ""]
+
+
 def _leakage_action(result: FinetuneResult) -> str:
     if result.leakage.clean:
         return ""
@@ -231,6 +254,7 @@ def result_json(result: FinetuneResult) -> str:
         "training": {**result.training.__dict__, "curve": [p.__dict__ for p in result.training.curve]},
         "dev_queries": result.dev_queries,
         "warnings": list(result.warnings),
+        "memory": result.memory,
         "verdict": result.verdict.as_dict(),
         "seconds": result.seconds,
         "environment": result.environment,

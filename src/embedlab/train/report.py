@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from embedlab.reports.html import STYLE, html_table
 from embedlab.reports.svg import Point, scatter
 from embedlab.train.card import COLUMNS, TABLE_NOTE, audit_rows, before_after_rows
+from embedlab.train.memory import MEMORY_COLUMNS, memory_rows
 
 if TYPE_CHECKING:
     from embedlab.train.run import FinetuneResult
@@ -46,6 +47,11 @@ def render_report(result: FinetuneResult) -> str:
         html_table(audit_rows(result), ["", "value"]),
         "<h2>Leakage check</h2>",
         f"<p>{html.escape(result.leakage.summary())}</p>",
+        *(
+            ["<h2>Memory per phase</h2>", html_table(memory_rows(result.memory), MEMORY_COLUMNS)]
+            if result.memory
+            else []
+        ),
     ]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'

@@ -40,6 +40,7 @@ from embedlab.train.distributed import barrier, from_env, from_main, start, stop
 from embedlab.train.guardrails import BASE_KEPT, check_curve, check_data
 from embedlab.train.leakage import LeakageReport, check_leakage
 from embedlab.train.loop import DevSet, TrainConfig, TrainResult, train
+from embedlab.train.memory import MemoryLog, bound_allocator, budget_config, release
 from embedlab.train.mining import MiningAudit, MiningConfig, mine_hard_negatives
 from embedlab.train.verdict import Verdict, compare_on_test
 
@@ -93,6 +94,7 @@ class FinetuneResult:
     seconds: dict[str, float]
     environment: Environment
     warnings: tuple[str, ...] = ()  # degenerate data or training (train.guardrails), said in the card
+    memory: dict[str, object] = field(default_factory=dict)  # peak RSS per phase (train.memory)
 
 
 KINDS = ("bi-encoder", "cross-encoder")
@@ -127,6 +129,8 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
     """The whole run; under torchrun, ranks other than 0 only train and return None (rank 0
     writes the model and judges it)."""
     timer = _Timer()
+    bound_allocator()  # before the first large tensor: see train.memory
+    memory = MemoryLog()
     cluster = from_env()
     if cluster.main:  # only rank 0 writes --out; another rank checking it would race rank 0's probe file
         _check_out(spec.out)
@@ -140,13 +144,21 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
     data, leakage = read_checked(spec)
     warnings = check_data(pairs=len(data.examples), queries=len(data.queries()), dev_ratio=spec.dev_ratio)
     timer.lap("read")
+    memory.mark("data")
     start(cluster)
     base_spec = ModelSpec(model=spec.base)
     mined_and_audit = _mine(spec, data, base_spec) if cluster.main else None
     mined, audit = from_main(mined_and_audit, cluster)  # every process trains on rank 0's examples
     timer.lap("mining")
+    release()  # the base model's encoder and the mined corpus vectors are gone: give them back
+    memory.mark("mining")
     train_set, dev = split_dev(mined, ratio=spec.dev_ratio, sample=spec.dev_corpus_sample, seed=spec.training.seed)
+    del mined, mined_and_audit
     model = _load_model(spec.base)
+    per_example = max((len(e.texts()) for e in train_set.examples), default=2)
+    training, plan = budget_config(spec.training, model, texts_per_example=per_example)
+    spec = replace(spec, training=training)
+    memory.mark("model load")
     result = train(
         model,
         train_set.examples,
@@ -154,15 +166,20 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
         dev=dev,
         show_progress=spec.show_progress and cluster.main,
         cluster=cluster,
+        on_epoch=lambda point: memory.mark_first("dev evaluation (epoch 0)"),
     )
     barrier(cluster)
     stop(cluster)
     if not cluster.main:
         return None
     timer.lap("training")
+    memory.mark("training")
     warnings += check_curve(result.curve, best_epoch=result.best_epoch)
     with atomic_dir(spec.out) as work:
         model.save(str(work), create_model_card=False)
+    del model, train_set  # the verdict reloads the saved folder: nothing of training is kept alive
+    release()
+    memory.mark("export")
     verdict = compare_on_test(
         spec.test,
         base=base_spec,
@@ -178,7 +195,9 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
     if result.best_epoch == 0:
         verdict = replace(verdict, note=BASE_KEPT)
     timer.lap("verdict")
-    return finish(spec, data, leakage, audit, result, verdict, dev, timer, warnings=warnings)
+    memory.mark("verdict")
+    record = memory.as_dict() | ({"plan": plan.__dict__} if plan is not None else {})
+    return finish(spec, data, leakage, audit, result, verdict, dev, timer, warnings=warnings, memory=record)
 
 
 def finish(
@@ -192,6 +211,7 @@ def finish(
     timer: _Timer,
     *,
     warnings: Sequence[str] = (),
+    memory: dict[str, object] | None = None,
 ) -> FinetuneResult:
     """The result, with the model card, ``report.html`` and ``finetune.json`` written into the folder."""
     from embedlab.train.card import render_card, result_json
@@ -208,6 +228,7 @@ def finish(
         dev_queries=0 if dev is None else len(dev.queries),
         seconds=timer.laps,
         warnings=tuple(warnings),
+        memory=memory or {},
         environment={
             "embedlab": __version__,
             "libraries": library_versions(),

@@ -6,6 +6,12 @@ Per metric: the mean with a 95% percentile-bootstrap interval for each model, th
 per-query difference (fine-tuned - base) with its own bootstrap interval, and the two-sided
 paired randomization test of that difference (``embedlab.eval.compare``).  The fine-tune
 *improved* when the primary metric (NDCG@10) rose and p < alpha.
+
+Latency: a fine-tune has its base's shape (same backend, precision, dimension, parameters), so
+their latencies are not compared from the two separate probes (noise, not a change) but timed
+interleaved on the same queries and tested (:mod:`embedlab.eval.latency_compare`): "same
+latency (p = ...)" or "fine-tuned is slower by X ms (p = ...)".  What is timed: encoding one
+query; the top-10 search that follows costs both the same (same dimension, same corpus).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.eval.compare import compare_pair, mean_interval
 from embedlab.eval.evaluate import EvalResult
+from embedlab.eval.latency_compare import LatencyComparison, probe_models, same_shape
 from embedlab.eval.metrics import parse_metrics
 from embedlab.eval.runner import EvalSpec, ModelResult, run_eval
 from embedlab.eval.stats import Interval
@@ -59,6 +66,7 @@ class Verdict:
     tuned: Side
     alpha: float
     note: str = ""  # said with the verdict in plain words (e.g. the output is the base model)
+    latency: LatencyComparison | None = None  # interleaved paired test (models of the same shape)
 
     def metric(self, key: str) -> MetricComparison:
         return next(m for m in self.metrics if m.metric == key)
@@ -98,6 +106,7 @@ class Verdict:
             ],
             "base": self.base.__dict__,
             "fine_tuned": self.tuned.__dict__,
+            "latency_comparison": None if self.latency is None else self.latency.as_dict(),
         }
 
 
@@ -139,7 +148,22 @@ def compare_on_test(
         for m in spec.metrics
     )
     dataset = next(iter(report.datasets))
-    return Verdict(dataset, split, base_eval.queries, comparisons, _side(before), _side(after), alpha)
+    base_side, tuned_side = _side(before), _side(after)
+    latency = None
+    comparable = isinstance(base, ModelSpec) and isinstance(tuned, ModelSpec) and latency_queries > 0
+    if comparable and same_shape(base_side.fingerprint, tuned_side.fingerprint, base_side.size, tuned_side.size):
+        assert isinstance(base, ModelSpec) and isinstance(tuned, ModelSpec)  # narrowing for mypy
+        latency = probe_models(
+            base,
+            tuned,
+            dataset=test,
+            split=split,
+            samples=latency_queries,
+            seed=seed,
+            alpha=alpha,
+            labels=("base", "fine-tuned"),
+        )
+    return Verdict(dataset, split, base_eval.queries, comparisons, base_side, tuned_side, alpha, latency=latency)
 
 
 def _evaluation(result: ModelResult) -> EvalResult:
