@@ -410,10 +410,12 @@ def run_search(args: argparse.Namespace) -> int:
     collection = open_collection(args.collection, model=args.model, root=args.root, load_model=False)
     try:
         mode, rrf_k, depth, candidates = args.mode, args.rrf_k, args.rerank_depth, 100
+        fusion, rerank_fuse = "rrf", 0.0
         if pipeline is not None:
             chosen = pipeline_options(pipeline, dense_model=collection.dense_model)
             mode, rrf_k, weights, depth = chosen.mode, chosen.rrf_k, chosen.weights, chosen.rerank_depth
             candidates, rerank = chosen.candidates, chosen.reranker
+            fusion, rerank_fuse = chosen.fusion, chosen.rerank_fuse
         reranker = load_reranker(rerank) if rerank else None
         response = collection.search(
             args.query,
@@ -425,6 +427,8 @@ def run_search(args: argparse.Namespace) -> int:
             reranker=reranker,
             rerank_depth=depth,
             candidates=candidates,
+            fusion=fusion,
+            rerank_fuse=rerank_fuse,
         )
     finally:
         collection.close()

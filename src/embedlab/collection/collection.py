@@ -180,6 +180,8 @@ class Collection:
         rerank_depth: int = 20,
         candidates: int = 100,
         snippets: bool = True,
+        fusion: str = "rrf",
+        rerank_fuse: float = 0.0,
     ) -> SearchResponse:
         """The best ``k`` chunks for ``query``: ``mode`` dense, bm25 or hybrid (RRF of both, ``weights``
         dense, bm25); ``reranker``: a loaded re-ranker or its name (``"word-overlap"``, a cross-encoder
@@ -209,6 +211,8 @@ class Collection:
             rerank_depth=rerank_depth,
             candidates=candidates,
             snippets=snippets,
+            fusion=fusion,
+            rerank_fuse=rerank_fuse,
         )
 
     def is_stale(self) -> bool:

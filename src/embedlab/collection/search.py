@@ -5,7 +5,8 @@
 - ``bm25``: Lucene BM25 over the chunk texts; only chunks sharing a term with the query.
 - ``hybrid``: the top ``candidates`` (100) of each, fused by reciprocal rank fusion,
   ``w_dense / (rrf_k + rank_dense) + w_bm25 / (rrf_k + rank_bm25)`` (Cormack et al. 2009,
-  see :mod:`embedlab.search.fusion`).
+  see :mod:`embedlab.search.fusion`), or (``fusion`` minmax / zscore) by the weighted sum of
+  normalised scores.
 - re-ranking (optional): a :class:`~embedlab.search.rerank.Reranker` re-scores the top
   ``max(k, rerank_depth)`` results of the first stage.
 
@@ -27,7 +28,8 @@ import numpy as np
 from embedlab.collection.snippet import Snippet, highlights, make_snippet, mark
 from embedlab.errors import EmbedlabError
 from embedlab.registry import Registry
-from embedlab.search.fusion import check_fusion, rrf
+from embedlab.search.fusion import METHODS, check_fusion, fuse_ranked
+from embedlab.search.rerank import stage_scores as mixed_scores
 
 if TYPE_CHECKING:
     from embedlab.collection.chunkstore import ChunkRow
@@ -142,6 +144,8 @@ class Query:
     rerank_depth: int = 20
     candidates: int = 100
     snippets: bool = True
+    fusion: str = "rrf"  # or minmax / zscore (embedlab.search.fusion)
+    rerank_fuse: float = 0.0  # fuse=weighted:W of the re-rank stage (0: its score alone)
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,10 @@ class _Plan:
 def _plan(collection: Collection, q: Query) -> _Plan:
     mode = _check(q.query, q.k, q.mode, q.candidates, q.rerank_depth)
     weights = check_fusion(q.rrf_k, q.weights, 2)
+    if q.fusion not in METHODS or not 0.0 <= q.rerank_fuse <= 1.0:
+        raise EmbedlabError(
+            "invalid fusion", found=f"{q.fusion!r}, rerank_fuse={q.rerank_fuse!r}", expected="rrf|minmax|zscore, 0..1"
+        )
     if q.path_filter is not None and (not isinstance(q.path_filter, str) or not q.path_filter):
         raise EmbedlabError("invalid path filter", found=repr(q.path_filter), expected="a glob such as 'papers/*.pdf'")
     rows = collection.rows_matching(q.path_filter)
@@ -190,8 +198,11 @@ def search(
     rerank_depth: int = 20,
     candidates: int = 100,
     snippets: bool = True,
+    fusion: str = "rrf",
+    rerank_fuse: float = 0.0,
 ) -> SearchResponse:
-    """Search ``collection``; ``weights`` are (dense, bm25) for hybrid fusion; ``path_filter`` is a glob
+    """Search ``collection``; ``weights`` are (dense, bm25) for hybrid fusion (``fusion``: rrf, minmax or
+    zscore; ``rerank_fuse``: the first stage's share of the re-ranked order); ``path_filter`` is a glob
     on file paths relative to the library folder; ``snippets=False`` leaves highlights and snippets
     out (each hit's snippet is then its whole text), for evaluation runs over many hits."""
     started = time.perf_counter()
@@ -206,6 +217,8 @@ def search(
         rerank_depth=rerank_depth,
         candidates=candidates,
         snippets=snippets,
+        fusion=fusion,
+        rerank_fuse=rerank_fuse,
     )
     plan = _plan(collection, q)
     dense = None
@@ -279,12 +292,12 @@ def _execute(
     stage_scores: dict[int, dict[str, float]] = {}
     ranked: list[tuple[int, float]] = []  # (row, score) of the first stage, best first
 
-    dense_rows: list[int] = []
+    dense_ranked: list[tuple[int, float]] = []
     if dense is not None:
         scores, found = dense
         for s, r in zip(scores, found, strict=True):
             stage_scores.setdefault(int(r), {})["dense"] = float(s)
-            dense_rows.append(int(r))
+            dense_ranked.append((int(r), float(s)))
         ranked = [(int(r), float(s)) for s, r in zip(scores, found, strict=True)]
     if mode in ("bm25", "hybrid") and searched:
         t = time.perf_counter()
@@ -296,9 +309,11 @@ def _execute(
         if mode == "hybrid":
             t = time.perf_counter()
             # rows are in chunk-id order, so ties (score, then row) are ties by chunk id
-            ranked = rrf([dense_rows, [int(r) for r in found]], rrf_k=q.rrf_k, weights=weights_used)[:depth]
+            lexical = [(int(r), float(s)) for s, r in zip(scores, found, strict=True)]
+            fused = fuse_ranked([dense_ranked, lexical], method=q.fusion, rrf_k=q.rrf_k, weights=weights_used)
+            ranked = fused[:depth]
             for r, s in ranked:
-                stage_scores[r]["rrf"] = s
+                stage_scores[r][q.fusion] = s
             timings["fuse"] = _ms(t)
     ranked = ranked[:depth]
 
@@ -315,6 +330,7 @@ def _execute(
                 f"re-ranker {reranker.name!r} returned {len(new_scores)} scores for "
                 f"{len(texts)} texts (or a non-finite score)"
             )
+        new_scores = mixed_scores([s for _, s in ranked], new_scores, weight=q.rerank_fuse)
         for (r, _), s in zip(ranked, new_scores, strict=True):
             stage_scores[r]["rerank"] = s
         order = sorted(range(len(ranked)), key=lambda i: (-new_scores[i], i))
@@ -333,6 +349,8 @@ def _execute(
         "path_filter": q.path_filter,
         "candidates": q.candidates,
         "rerank_depth": q.rerank_depth if reranker is not None else None,
+        "fusion": q.fusion,
+        "rerank_fuse": q.rerank_fuse if reranker is not None else None,
     }
     if batch > 1:
         options["batch"] = batch
@@ -385,6 +403,8 @@ class PipelineOptions:
     candidates: int
     reranker: str | None
     rerank_depth: int
+    fusion: str = "rrf"
+    rerank_fuse: float = 0.0
 
 
 def pipeline_options(pipeline: PipelineSpec, *, dense_model: str) -> PipelineOptions:
@@ -424,4 +444,6 @@ def pipeline_options(pipeline: PipelineSpec, *, dense_model: str) -> PipelineOpt
         candidates=pipeline.fusion.candidates,
         reranker=stage.reranker if stage else None,
         rerank_depth=stage.depth if stage else 20,
+        fusion=pipeline.fusion.method,
+        rerank_fuse=stage.fuse if stage else 0.0,
     )

@@ -9,6 +9,10 @@ to its top N candidates and orders them by the new score (ties: the first stage'
   ``transformers.AutoModelForSequenceClassification``; its scores equal
   ``sentence_transformers.CrossEncoder(folder).predict`` for folders saved with an identity
   activation (tested).
+- :class:`BiEncoderReranker` (``bi:MODEL``): a (larger) bi-encoder from the model registry
+  re-scoring the candidates by the inner product of its query and passage embeddings (e.g.
+  all-mpnet-base-v2 over all-MiniLM-L6-v2's top 100): passages go through the embedding cache
+  when one is given, so a passage seen for several queries is encoded once.
 - :class:`WordOverlapReranker`: deterministic and model-free (the share of the query's
   terms found in the text), for tests and as a cheap example.
 """
@@ -18,9 +22,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from embedlab.errors import EmbedlabError
+
+if TYPE_CHECKING:
+    from embedlab.cache.store import EmbeddingCache
+    from embedlab.encoders.base import Encoder, EncodeStats
 
 
 @runtime_checkable
@@ -145,15 +155,95 @@ def check_cross_encoder_folder(folder: Path, *, role: str, allow_embedding: bool
         )
 
 
+class BiEncoderReranker:
+    """Score = <query embedding, passage embedding> of an embedding model (the dense retriever's
+    score, so a model gives the same scores as a re-ranker as it does as a first stage).
+
+    A passage's vector does not depend on the query, so a pipeline encodes its corpus ahead, at
+    index time (:meth:`precompute`, through the embedding cache), as a dense index does: re-scoring
+    then costs one query encoding and ``depth`` dot products.  Passages not pre-encoded (a
+    collection's chunks when serving) are encoded per query, and not kept.
+    """
+
+    PREFIX = "bi:"
+
+    def __init__(self, model: str) -> None:
+        from embedlab.encoders.registry import check_model_exists, entry_for
+        from embedlab.encoders.spec import parse_model_spec
+
+        self.spec = parse_model_spec(model)
+        check_model_exists(self.spec)  # a cross-encoder folder given as bi: is one line there
+        entry = entry_for(self.spec)
+        if entry is not None and entry.lexical:
+            raise EmbedlabError(
+                f"'{self.PREFIX}{model}' is a lexical model, not a bi-encoder",
+                expected=f"{self.PREFIX}EMBEDDING-MODEL, e.g. bi:all-mpnet-base-v2",
+            )
+        self.name = f"{self.PREFIX}{self.spec.name}"
+        self.cache: EmbeddingCache | None = None  # set by the caller (evaluation); None when serving
+        self._encoder: Encoder | None = None
+        self._lock = threading.Lock()
+        self._vectors: dict[str, np.ndarray] = {}  # passage text -> vector (precompute)
+
+    def encoder(self) -> Encoder:
+        with self._lock:
+            if self._encoder is None:
+                from embedlab.encoders.registry import load_encoder
+
+                self._encoder = load_encoder(self.spec)
+            return self._encoder
+
+    def precompute(
+        self, texts: Sequence[str], *, cache: EmbeddingCache | None, stats: EncodeStats, show_progress: bool = False
+    ) -> None:
+        """Encode passages ahead (their vectors are kept in memory: 4 x dim bytes each)."""
+        unique = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if unique:
+            vectors = self.encoder().encode(
+                unique, role="document", cache=cache, stats=stats, show_progress=show_progress
+            )
+            self._vectors.update(zip(unique, vectors, strict=True))
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        encoder = self.encoder()
+        q = encoder.encode([query], role="query")[0]
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        fresh = (
+            dict(zip(missing, encoder.encode(missing, role="document", cache=self.cache), strict=True))
+            if missing
+            else {}
+        )
+        docs = np.stack([self._vectors[t] if t in self._vectors else fresh[t] for t in texts])
+        return [float(v) for v in docs @ q]
+
+
+def stage_scores(previous: Sequence[float], new: Sequence[float], *, weight: float) -> list[float]:
+    """A re-rank stage's ordering score: the re-ranker's own (``weight`` 0, ``fuse=last``), or
+    ``weight * minmax(previous) + (1 - weight) * minmax(new)`` over the re-scored candidates
+    (``fuse=weighted:W``).  Min-max puts both on [0, 1] (a cosine and a logit are not comparable
+    as they are); see :func:`embedlab.search.fusion.normalised` for the reference."""
+    from embedlab.search.fusion import normalised
+
+    if weight == 0:
+        return [float(v) for v in new]
+    a, b = normalised(previous, "minmax"), normalised(new, "minmax")
+    return [weight * x + (1.0 - weight) * y for x, y in zip(a, b, strict=True)]
+
+
 def load_reranker(name: str) -> Reranker:
-    """``word-overlap`` or a local cross-encoder folder."""
+    """``word-overlap``, ``bi:MODEL`` or a local cross-encoder folder."""
     if name == WordOverlapReranker.name:
         return WordOverlapReranker()
+    if name.startswith(BiEncoderReranker.PREFIX):
+        return BiEncoderReranker(name[len(BiEncoderReranker.PREFIX) :])
     path = Path(name).expanduser()
     if path.is_dir():
         return CrossEncoderReranker(path)
     raise EmbedlabError(
         f"unknown re-ranker {name!r}",
-        expected=f"{WordOverlapReranker.name!r} or a local cross-encoder folder",
-        hint="no cross-encoder is available offline here; see README 'Search a document library'",
+        expected=f"{WordOverlapReranker.name!r}, a local cross-encoder folder or bi:MODEL",
+        hint=f"an embedding model re-scores as 'bi:{name}'; train a cross-encoder with "
+        "`embedlab finetune --kind cross-encoder`",
     )

@@ -2,10 +2,13 @@
 
 Each first-stage model is its own retriever (dense: encoder + vector index; ``bm25``: the
 lexical index) over the same documents; with several, each answers with its top
-``fusion.candidates`` and the rankings are fused by RRF; then each re-rank stage re-scores
-the top ``depth`` with the document texts.  Below a re-ranked depth the previous order is
-kept, with scores strictly below every re-ranked score, so a ``Run`` (ordered by score)
-keeps the pipeline's order.
+``fusion.candidates`` and the rankings are fused (RRF or normalised scores); then each re-rank
+stage re-scores the top ``depth`` with the document texts (a cross-encoder, ``word-overlap``, or a
+``bi:MODEL`` bi-encoder, whose passage vectors are encoded here at index time through the
+embedding cache, as a dense index's are) and orders them
+by its score or by a weighted mix with the previous stage's (``fuse=weighted:W``).  Below a
+re-ranked depth the previous order is kept, with scores strictly below every re-ranked score,
+so a ``Run`` (ordered by score) keeps the pipeline's order.
 
 The documents are held in memory (their texts are needed by the re-rankers, and each
 first-stage retriever reads them once): fine for evaluation corpora, not for a 50M corpus.
@@ -22,17 +25,28 @@ from embedlab.encoders.base import EncodeStats
 from embedlab.payloads import Conditions, SizeInfo
 from embedlab.search.fusion import fuse
 from embedlab.search.pipeline import PipelineSpec
-from embedlab.search.rerank import Reranker, load_reranker
+from embedlab.search.rerank import BiEncoderReranker, Reranker, load_reranker, stage_scores
 from embedlab.search.retriever import Retriever
 
 
 class PipelineRetriever(Retriever):
-    def __init__(self, spec: PipelineSpec, stages: list[Retriever]) -> None:
+    def __init__(self, spec: PipelineSpec, stages: list[Retriever], *, rerankers: list[Reranker] | None = None) -> None:
         self.spec = spec
         self.label = spec.name
         self.stages = stages
-        self.rerankers: list[Reranker] = [load_reranker(stage.reranker) for stage in spec.rerank]
+        self.rerankers: list[Reranker] = (
+            rerankers if rerankers is not None else [load_reranker(stage.reranker) for stage in spec.rerank]
+        )
         self.texts: dict[str, str] = {}
+
+    def variant(self, spec: PipelineSpec, *, rerankers: list[Reranker] | None = None) -> PipelineRetriever:
+        """The same indexed first stage with other re-rank settings (``tune depth``: one index, many
+        depths); ``rerankers``: loaded ones to use (default: this one's)."""
+        if spec.first != self.spec.first or len(spec.rerank) != len(self.spec.rerank):
+            raise ValueError("a variant keeps the first stage and the number of re-rank stages")
+        other = PipelineRetriever(spec, self.stages, rerankers=rerankers if rerankers is not None else self.rerankers)
+        other.texts = self.texts
+        return other
 
     def index(
         self,
@@ -46,6 +60,9 @@ class PipelineRetriever(Retriever):
         self.texts = {d.id: d.content for d in docs}
         for stage in self.stages:  # each stage counts its own texts, so a hybrid counts the corpus twice
             stage.index(iter(docs), cache=cache, stats=stats, show_progress=show_progress)
+        for reranker in self.rerankers:  # a bi-encoder stage's passage vectors, ahead like an index's
+            if isinstance(reranker, BiEncoderReranker):
+                reranker.precompute(list(self.texts.values()), cache=cache, stats=stats, show_progress=show_progress)
 
     def _first(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
         if len(self.stages) == 1:
@@ -59,6 +76,7 @@ class PipelineRetriever(Retriever):
             weights=self.spec.fusion.weights,
             depth=depth,
             name=self.label,
+            method=self.spec.fusion.method,
         )
 
     def _rerank(self, run: Run, queries: dict[str, str], k: int) -> Run:
@@ -68,6 +86,7 @@ class PipelineRetriever(Retriever):
             for stage, reranker in zip(self.spec.rerank, self.rerankers, strict=True):
                 top = ranking[: stage.depth]
                 scores = [float(s) for s in reranker.score(queries[query_id], [self.texts[d] for d, _ in top])]
+                scores = stage_scores([s for _, s in top], scores, weight=stage.fuse)
                 order = sorted(range(len(top)), key=lambda i: (-scores[i], i))
                 reranked = [(top[i][0], scores[i]) for i in order]
                 floor = min(scores, default=0.0) - 1.0
@@ -79,7 +98,15 @@ class PipelineRetriever(Retriever):
     def search(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
         depth = max([k, *(stage.depth for stage in self.spec.rerank)])
         run = self._first(queries, depth, cache=cache, stats=stats)
-        return self._rerank(run, queries, k) if self.rerankers else run
+        for reranker in self.rerankers:  # bi-encoder stages read passage vectors from the cache
+            if isinstance(reranker, BiEncoderReranker):
+                reranker.cache = cache
+        try:
+            return self._rerank(run, queries, k) if self.rerankers else run
+        finally:
+            for reranker in self.rerankers:
+                if isinstance(reranker, BiEncoderReranker):
+                    reranker.cache = None
 
     def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
         run = self.search({"q": text}, k, cache=None, stats=EncodeStats())
@@ -90,15 +117,16 @@ class PipelineRetriever(Retriever):
             "pipeline": str(self.spec),
             "stages": [stage.describe() for stage in self.stages],
             "fusion": {
-                "method": "rrf",
-                "k": self.spec.fusion.rrf_k,
+                "method": self.spec.fusion.method,
+                "k": self.spec.fusion.rrf_k if self.spec.fusion.method == "rrf" else None,
                 "weights": list(self.spec.fusion.weights or [1.0] * len(self.stages)),
                 "candidates": self.spec.fusion.candidates,
             }
             if len(self.stages) > 1
             else None,
             "rerank": [
-                {"reranker": r.name, "depth": s.depth} for r, s in zip(self.rerankers, self.spec.rerank, strict=True)
+                {"reranker": r.name, "depth": s.depth, "fuse": s.fuse}
+                for r, s in zip(self.rerankers, self.spec.rerank, strict=True)
             ],
         }
 
