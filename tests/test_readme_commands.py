@@ -48,9 +48,18 @@ RUN = {
     ("completion", None),
 }
 # commands parsed and checked without running them (they would train, serve or run real models)
-CHECK = {("select", None), ("pooling", None), ("finetune", None), ("serve", None), ("shrink", None)}
+CHECK: set[tuple[str, str | None]] = {
+    ("select", None),
+    ("pooling", None),
+    ("finetune", None),
+    ("serve", None),
+    ("shrink", None),
+}
 CHECK |= {("monitor", "report"), ("monitor", "check")}  # need logged traffic: tests/test_monitor.py
-EXPECTED_COMMANDS = 25  # README command lines covered here; a new one must be added consciously
+CHECK |= {("monitor", "ab"), ("simulate", None)}  # need A/B traffic / a running server: tests/test_ab.py
+CHECK |= {("tune", "fusion"), ("tune", "depth")}  # tune on 3 judged queries has no dev split: test_multistage.py
+CHECK |= {("monitor", "retrain"), ("monitor", "promote"), ("monitor", "rollback")}  # test_retrain_loop.py
+EXPECTED_COMMANDS = 34  # README command lines covered here; a new one must be added consciously
 
 
 def readme_commands() -> list[str]:
@@ -111,7 +120,7 @@ def readme_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _key(argv: list[str]) -> tuple[str, str | None]:
-    return argv[0], argv[1] if argv[0] in {"index", "feedback", "monitor"} else None
+    return argv[0], argv[1] if argv[0] in {"index", "feedback", "monitor", "tune"} else None
 
 
 def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,8 +129,9 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
     from embedlab.search.pipeline import parse_retrieval
 
     args = _parser().parse_args(argv)
+    given = getattr(args, "dataset", None) or []
     for dataset in [
-        *(getattr(args, "dataset", None) or []),
+        *([given] if isinstance(given, str) else given),
         *(d for d in (getattr(args, "train", None), getattr(args, "test", None)) if d),
     ]:
         load_dataset(dataset)
@@ -159,6 +169,11 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 
         started = []
         monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+        if args.arms is not None:  # the README's arms file, as shown
+            block = next(
+                b for b in re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.S) if "[arms." in b
+            )
+            Path(args.arms).write_text(block, encoding="utf-8")
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("EMBEDLAB_SERVE_CONFIG", "")  # --workers hands its config to workers this way
@@ -174,12 +189,45 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 
         if args.verb == "report":
             assert parse_duration(args.window) > 0
+        elif args.verb in ("retrain", "promote", "rollback"):  # the options as retrain checks them; a reason given
+            from embedlab.monitor.retrain import RetrainSpec, check_spec
+
+            if args.verb == "retrain":
+                check_spec(RetrainSpec(collection=args.collection, holdout=args.holdout, stage=args.stage))
+                load_dataset(args.test_dataset)
+            assert args.arms is not None and (args.verb == "retrain" or args.why.strip())
+        elif args.verb == "ab":
+            assert args.since and args.json
         else:  # the README's monitor.toml example, as shown, is a valid rules file
             block = next(
                 b for b in re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.S) if "[[rule]]" in b
             )
             Path(args.rules).write_text(block, encoding="utf-8")
             assert len(load_rules(args.rules).rule) == 2
+    elif args.command == "simulate":  # the stream's datasets and the click model, as the simulator checks them
+        from embedlab.monitor.simulate import ClickModel, parse_stream
+
+        for segment in parse_stream(args.stream):
+            load_dataset(segment.dataset)
+        ClickModel(kind=args.click_model, eta=args.eta, p_relevant=args.p_relevant, p_other=args.p_other)
+    elif args.command == "tune":  # the checks tune makes before its work, on the README's models
+        from embedlab.search.build import check_retrievable
+        from embedlab.search.pipeline import parse_pipeline
+
+        pipeline = parse_pipeline(args.pipeline)
+        if args.mode == "depth":
+            from embedlab.eval.metrics import parse_metric
+            from embedlab.tune.depth import DepthTuneSpec, check_depths
+
+            depths = tuple(int(d) for d in args.depths.split(","))
+            metric = parse_metric(args.metric)
+            tune = DepthTuneSpec(
+                pipeline=pipeline, dataset=args.dataset, metric=metric, report_metrics=(), depths=depths
+            )
+            assert check_depths(tune) == depths
+        else:
+            check_retrievable(pipeline)
+            assert len(pipeline.first) == 2 and not pipeline.rerank
     else:  # pragma: no cover - CHECK and this function must agree
         raise AssertionError(f"no check for {argv}")
 

@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         select_cmd,
         serve_cmd,
         shrink_cmd,
+        simulate_cmd,
+        tune_cmd,
     )
     from embedlab.cli.help import use_formatter
 
@@ -66,10 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     eval_cmd.add_parser(sub)
     select_cmd.add_parser(sub)
     shrink_cmd.add_parser(sub)
+    tune_cmd.add_parser(sub)
     index_cmd.add_parser(sub)
     finetune_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
+    simulate_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     completion_cmd.add_parser(sub)
     use_formatter(parser)  # defaults shown, examples kept verbatim, in every sub-command's --help

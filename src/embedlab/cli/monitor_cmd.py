@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from datetime import datetime
 from pathlib import Path
 
+from embedlab.cli import monitor_loop_cmd
 from embedlab.cli.help import examples
 from embedlab.errors import EmbedlabError
 
@@ -57,6 +59,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=0, help="seed of the permutation tests")
     c.add_argument("--json", type=Path, help="also write the verdicts to this file")
     c.set_defaults(handler=run_check)
+
+    ab = verbs.add_parser(
+        "ab",
+        parents=[common],
+        help="A/B verdict: per-arm metrics, interleaving preference (sign test) or split comparison",
+        description="Compare two arms served with `embedlab serve --arms`: per-arm online metrics, then for "
+        "interleaved searches the sessions each arm won (clicks credited to the arm that showed the result), the "
+        "preference with a bootstrap interval and a two-sided sign test; for a traffic split the per-session MRR "
+        "difference with a bootstrap interval and Welch's test; the sessions needed for the observed effect and a "
+        "verdict: A wins, B wins or no difference yet.",
+        epilog=examples(
+            "embedlab monitor ab scifact --since 2h", "embedlab monitor ab lib --arms base,tuned --json ab.json"
+        ),
+    )
+    ab.add_argument("--arms", help="the two arms to compare, A,B (default: the interleaved pair or the two split arms)")
+    ab.add_argument(
+        "--kind", choices=("interleave", "split"), help="which searches to compare (default: interleave if any)"
+    )
+    ab.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict (default 0.05)")
+    ab.add_argument("--power", type=float, default=0.8, help="power for the sessions-needed estimate (default 0.8)")
+    ab.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval (default 0)")
+    ab.add_argument("--json", type=Path, help="also write the outcome and per-arm metrics to this file")
+    ab.set_defaults(handler=run_ab)
+    monitor_loop_cmd.add_verbs(verbs)  # retrain, promote, rollback
 
 
 def _since(text: str | None) -> float | None:
@@ -125,7 +151,16 @@ def run_check(args: argparse.Namespace) -> int:
 
     config = load_rules(args.rules)  # before any data is read: a bad file changes nothing
     options = _options(args)
-    path, searches = _searches(args)
+    if all(rule.metric == "corpus_drift" for rule in config.rule) and args.feedback_db is None:
+        from embedlab.collection.layout import CollectionDir
+        from embedlab.monitor.events import FILE
+
+        cdir = CollectionDir(args.collection, root=args.root)  # corpus rules read the manifest, not the searches
+        if not cdir.exists():
+            raise cdir.unknown()
+        path, searches = cdir.path / FILE, []
+    else:
+        path, searches = _searches(args)
     queries_file = None
     if config.reference.queries is not None:
         queries_file = (args.rules.parent / config.reference.queries).resolve()
@@ -143,7 +178,46 @@ def run_check(args: argparse.Namespace) -> int:
     for v in verdicts:
         value = "-" if v.value is None else f"{v.value:.4g}"
         p = "" if v.p_value is None else f" p={v.p_value:.4g}"
-        print(
-            f"{v.status.upper():10} {v.rule}: {v.metric} over {v.window} = {value}{p} ({v.limit}; {v.volume} searches)"
-        )
+        over, unit = ("the last update", "added chunks") if v.metric == "corpus_drift" else (v.window, "searches")
+        print(f"{v.status.upper():10} {v.rule}: {v.metric} over {over} = {value}{p} ({v.limit}; {v.volume} {unit})")
     return 1 if any(v.status == "alert" for v in verdicts) else 0
+
+
+def run_ab(args: argparse.Namespace) -> int:
+    from embedlab.atomic import atomic_write_text
+    from embedlab.monitor.ab import arm_metrics, compare_arms
+
+    arms = None
+    if args.arms is not None:
+        parts = [p.strip() for p in args.arms.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise EmbedlabError("invalid --arms", found=repr(args.arms), expected="two arm names: A,B")
+        arms = (parts[0], parts[1])
+    options = _options(args)
+    _, searches = _searches(args)
+    outcome = compare_arms(searches, arms=arms, kind=args.kind, alpha=args.alpha, power=args.power, seed=args.seed)
+    per_arm = arm_metrics(searches, options=options)
+    for arm, values in per_arm.items():
+        shown = ", ".join(
+            f"{k} {values[k]:.3f}" for k in ("queries", "ctr", "mrr", "ctr_at_1") if values[k] is not None
+        )
+        print(f"{arm}: {shown}")
+    o = outcome
+    interval = "" if o.low is None else f" [{o.low:+.3f}, {o.high:+.3f}]"
+    if o.kind == "interleave":
+        print(
+            f"interleaving {o.arm_a} (A) vs {o.arm_b} (B): {o.sessions} sessions, A won {o.wins_a}, "
+            f"B won {o.wins_b}, {o.ties} ties; preference {o.delta:+.3f}{interval}; sign test p={o.p_value:.4g}"
+        )
+    else:
+        print(
+            f"split {o.arm_a} (A, {o.wins_a} sessions) vs {o.arm_b} (B, {o.wins_b} sessions): "
+            f"session MRR difference {o.delta:+.4f}{interval}; Welch p={o.p_value:.4g}"
+        )
+    unit = "sessions" if o.kind == "interleave" else "sessions per arm"
+    needed = "no effect seen" if o.needed_sessions is None else f"~{math.ceil(o.needed_sessions)} {unit}"
+    print(f"sessions needed for this effect (power {args.power}): {needed}")
+    print(f"verdict: {o.verdict}" + (f" ({o.winner})" if o.winner else ""))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps({"outcome": o.to_dict(), "arms": per_arm}, indent=1))
+    return 0

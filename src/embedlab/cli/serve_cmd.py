@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "embedlab serve lib",
             "embedlab serve lib --port 8080 --rerank models/scifact-ce",
             "embedlab serve --model all-MiniLM-L6-v2 --model models/scifact-ft --workers 2",
+            "embedlab serve scifact --arms arms.toml",
         ),
     )
     p.add_argument("collection", nargs="?", help="collection name (optional with --model)")
@@ -58,6 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-inputs", type=int, default=2048, help="texts per /v1/embeddings request (default 2048)")
     b.add_argument("--cache-dir", type=Path, help="use the embedding cache in this folder for /v1/embeddings")
     p.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
+    p.add_argument(
+        "--arms",
+        type=Path,
+        help="A/B arms file (TOML/JSON: split or interleave, re-read when it changes; default: no arms)",
+    )
     p.set_defaults(handler=run_serve)
 
     f = sub.add_parser(
@@ -78,6 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     e.add_argument("--root", type=Path, help="collections folder (default $EMBEDLAB_COLLECTIONS or ./collections)")
     e.add_argument("--feedback-db", type=Path, help="feedback SQLite file (default <collection>/feedback.sqlite)")
+    e.add_argument(
+        "--arms", type=Path, help="the arms file served: clicks read from their arm's collection (default: no arms)"
+    )
     e.set_defaults(handler=run_export)
 
 
@@ -150,6 +159,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_inputs=args.max_inputs,
         cache_dir=args.cache_dir,
+        arms=args.arms,
     )
     try:
         import uvicorn
@@ -182,35 +192,25 @@ def run_export(args: argparse.Namespace) -> int:
     import json
 
     from embedlab.atomic import atomic_write_text
-    from embedlab.collection import open_collection
     from embedlab.collection.layout import CollectionDir
+    from embedlab.monitor.clicks import export_clicks
     from embedlab.output import check_output_file
-    from embedlab.serve.feedback import FILE, FeedbackStore, click_log
+    from embedlab.serve.arms import load_arms
+    from embedlab.serve.feedback import FILE
 
     check_output_file(args.out)  # a folder, a device or a read-only place is refused before any work
-    path = args.feedback_db or CollectionDir(args.collection, root=args.root).path / FILE
+    arms = load_arms(args.arms) if args.arms is not None else None
+    cdir = CollectionDir(args.collection, root=args.root)
+    if not cdir.exists():
+        raise cdir.unknown()
+    path = args.feedback_db or cdir.path / FILE
     if not path.is_file():
         raise EmbedlabError("no feedback yet", path=path, hint=f"serve it first: `embedlab serve {args.collection}`")
-    store = FeedbackStore(path)
-    try:
-        events, skipped = store.events()
-    finally:
-        store.close()
-    for bad in skipped[:_SKIPPED_SHOWN]:
+    export = export_clicks(args.collection, db=path, arms=arms, root=args.root)
+    for bad in export.skipped[:_SKIPPED_SHOWN]:
         log.warning("feedback row %s skipped: %s", bad.id, bad.reason)
-    if len(skipped) > _SKIPPED_SHOWN:
-        log.warning("... and %d more damaged feedback rows skipped", len(skipped) - _SKIPPED_SHOWN)
-    collection = open_collection(args.collection, root=args.root)
-    try:
-        wanted = sorted({i for e in events for i in (e.chunk_id, *e.result_ids)})
-        texts = {cid: row.text for cid, row in collection.store.chunks(wanted).items()}
-    finally:
-        collection.close()
-    rows, left_out = click_log(events, texts)
-    atomic_write_text(args.out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    print(
-        f"{len(rows)} result pages with clicks from {len(events)} events -> {args.out}"
-        + (f" ({left_out} events about chunks no longer in the collection left out)" if left_out else "")
-        + (f" ({len(skipped)} damaged rows skipped)" if skipped else "")
-    )
+    if len(export.skipped) > _SKIPPED_SHOWN:
+        log.warning("... and %d more damaged feedback rows skipped", len(export.skipped) - _SKIPPED_SHOWN)
+    atomic_write_text(args.out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in export.rows))
+    print(export.summary(args.out))
     return 0

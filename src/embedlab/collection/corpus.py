@@ -22,7 +22,8 @@ from embedlab.errors import EmbedlabError
 ID_MAP = ".ids.json"
 
 
-def _file_name(doc_id: str) -> str:
+def file_name(doc_id: str) -> str:
+    """The library file holding document ``doc_id`` (how a hit's path names its document)."""
     name = quote(doc_id, safe="") + ".txt"
     if len(name.encode()) > 200 or name.startswith("."):
         name = "id-" + hashlib.sha256(doc_id.encode()).hexdigest()[:32] + ".txt"
@@ -38,7 +39,7 @@ def corpus_folder(dataset: Dataset, *, cache_dir: str | Path | None = None) -> P
     with atomic_dir(target) as work:
         names: dict[str, str] = {}
         for doc in dataset.iter_documents():
-            name = _file_name(doc.id)
+            name = file_name(doc.id)
             if name in names:
                 raise EmbedlabError(
                     f"two document ids map to the file name {name!r}",

@@ -26,14 +26,15 @@ Errors name the file and the line of the offending rule or key (TOML text is sea
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from embedlab.errors import EmbedlabError, shorten
+from embedlab.configfile import invalid_settings, read_settings
+from embedlab.errors import EmbedlabError
 from embedlab.monitor.online import METRICS, parse_duration
-from embedlab.select.candidates import _parse_toml
 
 DRIFT_TESTS = ("query_drift", "query_centroid", "out_of_domain", "vocabulary_drift", "corpus_drift")
 
@@ -96,6 +97,9 @@ class MonitorFile(BaseModel):
     rule: list[Rule] = Field(min_length=1)
 
 
+_EXPECTED = "[reference] and [[rule]] tables with metric, window, p_value or above/below, min_volume"
+
+
 def _line(text: str, loc: tuple[Any, ...]) -> int | None:
     """The line of ``loc`` (``("rule", 2, "window")``) in the TOML text: the key inside the n-th
     ``[[rule]]`` block, or the block's header, or the ``[reference]`` table."""
@@ -127,29 +131,12 @@ def _line(text: str, loc: tuple[Any, ...]) -> int | None:
 def load_rules(path: str | Path) -> MonitorFile:
     """The checked ``monitor.toml``; every problem is one :class:`EmbedlabError` with file and line."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise EmbedlabError("monitor rules file not found", path=path) from None
-    except UnicodeDecodeError:
-        raise EmbedlabError("not UTF-8 text", path=path, expected="a TOML file") from None
-    except OSError as err:
-        raise EmbedlabError(f"cannot read the monitor rules ({err.strerror or err})", path=path) from None
-    data = _parse_toml(text, path)
+    text, data = read_settings(path, what="monitor rules file", expected=_EXPECTED)
     try:
         parsed = MonitorFile.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = tuple(first["loc"])
-        where = ".".join(str(p) for p in loc) or "file"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise EmbedlabError(
-            f"invalid monitor rules at {where!r}: {message}",
-            path=path,
-            line=_line(text, loc),
-            found=shorten(repr(first.get("input"))) if first.get("type") != "missing" else None,
-            expected="[reference] and [[rule]] tables with metric, window, p_value or above/below, min_volume",
-        ) from None
+        line_of = partial(_line, text)
+        raise invalid_settings(err, what="monitor rules file", path=path, line_of=line_of, expected=_EXPECTED) from None
     labels = [r.label for r in parsed.rule]
     if len(set(labels)) != len(labels):
         twice = next(label for label in labels if labels.count(label) > 1)

@@ -11,6 +11,9 @@ Routes (JSON unless said otherwise):
   folder), so ``..``, absolute paths and symlinks out of the folder are 404.  PDFs are
   sent inline (the page links to ``#page=N``); HTML and text are sent as plain text so a
   document cannot run script on this origin.
+- With ``--arms FILE`` (:mod:`embedlab.serve.arms`): searches go to A/B arms (a traffic split by
+  session, or team-draft interleaving of two arms), the response and the logged search name the arm
+  (``arm``; interleaved hits carry their own ``arm``), and ``GET /v1/arms`` shows the arms in force.
 - ``GET /healthz`` (collection, generation, chunks), ``GET /metrics`` (Prometheus text),
   ``GET /`` (the web page) and ``/static/*``.
 
@@ -61,6 +64,7 @@ from embedlab.serve.embeddings import (
     openai_error_body,
     parse_request,
     response_body,
+    to_json,
 )
 from embedlab.serve.feedback import FILE as FEEDBACK_FILE
 from embedlab.serve.feedback import FeedbackStore
@@ -95,10 +99,13 @@ class ServeConfig:
     max_queue: int = 4096  # texts or queries waiting; beyond it: 503 + Retry-After
     max_inputs: int = 2048  # texts in one /v1/embeddings request
     cache_dir: Path | None = None  # the embedding cache for /v1/embeddings (None: no cache)
+    arms: Path | None = None  # A/B arms file (embedlab.serve.arms); None: the collection alone
 
     def __post_init__(self) -> None:
         if self.collection is None and not self.models:
             raise EmbedlabError("nothing to serve", expected="a collection and/or --model NAME")
+        if self.arms is not None and self.collection is None:
+            raise EmbedlabError("--arms needs a collection to serve", expected="embedlab serve COLLECTION --arms FILE")
         if not 1 <= self.max_k <= MAX_K:
             raise EmbedlabError("invalid max k", found=str(self.max_k), expected=f"1 to {MAX_K}")
         if self.max_body_bytes < 1024:
@@ -132,7 +139,7 @@ def config_to_env(config: ServeConfig) -> str:
 def app_from_environment() -> FastAPI:
     """The app of one worker process under ``embedlab serve --workers N`` (uvicorn's factory)."""
     values = json.loads(os.environ[CONFIG_ENV])
-    for key in ("feedback_path", "cache_dir"):
+    for key in ("feedback_path", "cache_dir", "arms"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     values["models"] = tuple(values.get("models") or ())
@@ -152,6 +159,11 @@ def preflight(config: ServeConfig) -> None:
         from embedlab.search.rerank import load_reranker
 
         load_reranker(config.reranker)
+    if config.arms is not None:
+        from embedlab.serve.arms import load_arms
+
+        for arm in load_arms(config.arms).arms.values():
+            CollectionDir(arm.collection or config.collection or "", root=config.root).live()
 
 
 def _static(name: str) -> bytes:
@@ -217,14 +229,23 @@ def create_app(config: ServeConfig) -> FastAPI:
         else None
     )
     page, script = _static("index.html"), _static("app.js")
+    arm_lives: dict[str, LiveCollection] = {}
+    router = None
+    if config.arms is not None and live is not None and searcher is not None:
+        from embedlab.serve.arms import make_router
+
+        router = make_router(config, live, searcher, arm_lives, metrics=metrics, reranker=reranker)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        for batcher in batchers.values():
+        for batcher in {**batchers, **(router.extra_batchers if router is not None else {})}.values():
             batcher.close()
         if live is not None:
             live.close()
+        for other in arm_lives.values():
+            if other is not live:
+                other.close()
         if search_log is not None:
             search_log.close()
         if feedback is not None:
@@ -239,6 +260,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.search_log = search_log
     app.state.metrics = metrics
     batchers: dict[str, MicroBatcher[Any, Any]] = {**embedders, **({"search": searcher} if searcher else {})}
+    if router is not None:
+        batchers.update(router.extra_batchers)
     app.state.batchers = batchers
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, openai_paths=OPENAI_PATHS)
 
@@ -304,17 +327,23 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse({"error": "; ".join(parts)}, status_code=422)
 
     if live is not None and searcher is not None and feedback is not None and search_log is not None:
-        add_collection_routes(app, config, live, searcher, (feedback, search_log), reranker, metrics, page, script)
+        add_collection_routes(
+            app, config, live, searcher, (feedback, search_log), reranker, metrics, page, script, router=router
+        )
+        if router is not None:
+            from embedlab.serve.arms import add_arms_route
+
+            add_arms_route(app, router)
 
     if models:
 
         @app.post("/v1/embeddings")
-        async def embeddings(raw: Any = Body()) -> JSONResponse:  # validated by parse_request: OpenAI's errors
+        async def embeddings(raw: Any = Body()) -> Response:  # validated by parse_request: OpenAI's errors
             body, served, job = parse_request(raw, models, max_inputs=config.max_inputs)
             t = time.perf_counter()
             vectors = await embedders[served.id].submit(job, size=len(job.texts))
             metrics.observe_embeddings(len(job.texts), (time.perf_counter() - t) * 1000.0)
-            return JSONResponse(response_body(body, served, job, vectors))
+            return Response(to_json(response_body(body, served, job, vectors)), media_type="application/json")
 
         @app.get("/v1/models")
         def list_models() -> JSONResponse:
@@ -384,7 +413,7 @@ def _embed_batch(served: ServedModel, cache: EmbeddingCache | None, jobs: list[E
 
 
 def _batcher_label(name: str) -> str:
-    return "search" if name == "search" else "embeddings"
+    return "search" if name == "search" or name.startswith("search-") else "embeddings"
 
 
 def _loc_part(part: object, *, limit: int = 60) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -81,8 +81,9 @@ class FeedbackRequest(_Body):
     search_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")  # from the /v1/search response
 
 
-def add_collection_routes(app, config, live, searcher, stores, reranker, metrics, page, script) -> None:
-    """Search, feedback, documents and the web page: the routes of a served collection."""
+def add_collection_routes(app, config, live, searcher, stores, reranker, metrics, page, script, router=None) -> None:
+    """Search, feedback, documents and the web page: the routes of a served collection.  With an A/B
+    ``router`` (:mod:`embedlab.serve.arms`) searches go to its arms and name the arm that answered."""
     from fastapi.responses import FileResponse, JSONResponse, Response
 
     feedback, search_log = stores
@@ -94,19 +95,26 @@ def add_collection_routes(app, config, live, searcher, stores, reranker, metrics
                 {"error": f"k: {body.k} is above this server's limit of {config.max_k}"}, status_code=422
             )
         started = time.perf_counter()
-        query = _query(body, live.current, reranker, config)
-        result, compute_ms = await searcher.submit(query)
-        if isinstance(result, EmbedlabError):
-            raise result
+        teams: tuple[str, ...] | None = None
+        if router is not None:
+            answer = await router.answer(body)
+            result, compute_ms, arm, teams = answer.response, answer.compute_ms, answer.arm, answer.teams
+        else:
+            result, compute_ms = await searcher.submit(query_of(body, live.current, reranker, config))
+            if isinstance(result, EmbedlabError):
+                raise result
+            arm = result.collection
         metrics.observe_search(result.mode, result.latency_ms)
         search_id = uuid.uuid4().hex
+        if router is not None:
+            router.remember(search_id, answer)
         search_log.record(
             SearchRow(
                 search_id=search_id,
                 ts=time.time(),
-                collection=result.collection,
+                collection=config.collection,  # the served one, whichever arm answered
                 generation=result.generation,
-                arm=result.collection,
+                arm=arm,
                 session=body.session,
                 query=body.query,
                 mode=result.mode,
@@ -115,9 +123,14 @@ def add_collection_routes(app, config, live, searcher, stores, reranker, metrics
                 top_score=result.hits[0].score if result.hits else None,
                 latency_ms=(time.perf_counter() - started) * 1000.0,
                 compute_ms=compute_ms,
+                teams=teams,
             )
         )
-        return JSONResponse({**result.to_dict(), "search_id": search_id})
+        answer_body: dict[str, Any] = {**result.to_dict(), "search_id": search_id, "arm": arm}
+        if teams is not None:  # interleaving: the arm each shown result came from
+            for hit, team in zip(answer_body["hits"], teams, strict=True):
+                hit["arm"] = team
+        return JSONResponse(answer_body)
 
     @app.post("/v1/feedback")
     def give_feedback(body: FeedbackRequest) -> JSONResponse:
@@ -125,7 +138,16 @@ def add_collection_routes(app, config, live, searcher, stores, reranker, metrics
             row = collection.store.chunks([body.chunk_id]).get(body.chunk_id)
             return collection.generation, (row.path if row else None), (row.page if row else None)
 
-        generation, path, page_number = live.run(locate)
+        source = config.collection
+        if router is not None:  # the chunk id is the collection's of the arm that showed it
+            source = router.source_of(
+                body.search_id, rank=body.rank, chunk_id=body.chunk_id, logged=feedback.logged_search
+            )
+        if source is None:  # unknown: stored without path and page rather than with another chunk's
+            generation, path, page_number = body.generation, None, None
+        else:
+            owner = router.live_of(source) if router is not None and router.live_of is not None else live
+            generation, path, page_number = owner.run(locate)
         row_id = feedback.add(
             collection=config.collection,
             generation=body.generation or generation,
@@ -185,7 +207,7 @@ def add_collection_routes(app, config, live, searcher, stores, reranker, metrics
         return Response(script, media_type="text/javascript; charset=utf-8", headers=_PAGE_HEADERS)
 
 
-def _query(body: SearchRequest, collection: Collection, reranker: Reranker | None, config: ServeConfig) -> Query:
+def query_of(body: SearchRequest, collection: Collection, reranker: Reranker | None, config: ServeConfig) -> Query:
     """The request as a :class:`Query`; a pipeline maps onto the collection (its re-rank stage must be
     this server's own re-ranker: a request never loads a model)."""
     if body.pipeline is None:
@@ -214,6 +236,8 @@ def _query(body: SearchRequest, collection: Collection, reranker: Reranker | Non
         reranker=reranker if chosen.reranker else None,
         rerank_depth=chosen.rerank_depth,
         candidates=chosen.candidates,
+        fusion=chosen.fusion,
+        rerank_fuse=chosen.rerank_fuse,
     )
 
 

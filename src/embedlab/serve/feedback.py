@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from embedlab.errors import EmbedlabError
 
@@ -112,6 +113,9 @@ class Event:
     kind: str
     chunk_id: int
     result_ids: tuple[int, ...]
+    search_id: str | None = None  # joins the logged search: its arm and, interleaved, each result's arm
+    session: str | None = None
+    rank: int | None = None  # 1-based rank of the clicked result: which one, when an id is shown twice
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,17 @@ def check_event(row: Mapping[str, object]) -> Event | SkippedRow:
     for value in shown:
         if (problem := _id_problem(value)) is not None:
             return SkippedRow(row_id, f"result_ids: {problem}")
-    return Event(id=row_id, query=query, kind=str(kind), chunk_id=chunk, result_ids=tuple(shown))
+    search_id, session, rank = row.get("search_id"), row.get("session"), row.get("rank")
+    return Event(
+        id=row_id,
+        query=query,
+        kind=str(kind),
+        chunk_id=chunk,
+        result_ids=tuple(shown),
+        search_id=search_id if isinstance(search_id, str) else None,
+        session=session if isinstance(session, str) else None,
+        rank=rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
+    )
 
 
 class FeedbackStore:
@@ -260,6 +274,24 @@ class FeedbackStore:
                 skipped.append(checked)
         return events, skipped
 
+    def logged_search(self, search_id: str) -> tuple[str, tuple[str, ...] | None, tuple[int, ...]] | None:
+        """The logged search ``search_id`` (another worker may have answered it): its arm, each shown
+        result's arm (interleaved) and the ids shown; None when not (yet) logged or unreadable."""
+        with self._lock:
+            try:
+                row = self.db.execute(
+                    "SELECT arm, teams, result_ids FROM searches WHERE search_id = ?", (search_id,)
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                return None
+        if row is None:
+            return None
+        try:
+            teams = None if row[1] is None else tuple(str(t) for t in json.loads(row[1]))
+            return str(row[0]), teams, tuple(int(i) for i in json.loads(row[2]))
+        except (TypeError, ValueError):
+            return None
+
     def count(self) -> int:
         with self._lock:
             return int(self.db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
@@ -274,31 +306,47 @@ class _Page:
     """One result page of the click log: its query, what was shown, what was liked and disliked."""
 
     query: str
-    shown: list[int]
-    good: list[int] = field(default_factory=list)
-    bad: set[int] = field(default_factory=set)
+    shown: list[Hashable]
+    good: list[Hashable] = field(default_factory=list)
+    bad: set[Hashable] = field(default_factory=set)
 
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def click_log(events: Sequence[Event], texts: Mapping[int, str]) -> tuple[list[dict[str, object]], int]:
+def _own_ids(event: Event) -> tuple[Hashable, tuple[Hashable, ...]]:
+    return event.chunk_id, event.result_ids
+
+
+def click_log(
+    events: Sequence[Event],
+    texts: Mapping[Any, str],
+    *,
+    keys: Callable[[Event], tuple[Hashable, tuple[Hashable, ...]] | None] = _own_ids,
+) -> tuple[list[dict[str, object]], int]:
     """Feedback events as click-log rows for ``embedlab finetune --train clicks.jsonl``:
     ``{"query", "clicked": [texts], "shown": [texts]}``, one row per result page (same query and
     same results shown).  Clicks and thumbs-up are positives; a result that got a thumbs-down on
     that page is never a positive.  ``texts`` maps chunk ids to chunk texts (the live collection);
     events about chunks it no longer holds are left out.  Texts are exported on one line (runs of
     whitespace, tabs and line breaks as one space: what a training pair needs, and older collections
-    stored PDF text as extracted).  Returns ``(rows, events_left_out)``."""
-    pages: dict[tuple[str, tuple[int, ...]], _Page] = {}
+    stored PDF text as extracted).  ``keys`` names the clicked result and the shown ones as keys of
+    ``texts`` (default: the chunk ids themselves; with A/B arms, ``(collection, chunk id)``: each
+    result in the collection of the arm that showed it, :mod:`embedlab.monitor.clicks`); an event it
+    gives None is left out.  Returns ``(rows, events_left_out)``."""
+    pages: dict[tuple[str, tuple[Hashable, ...]], _Page] = {}
     left_out = 0
     for event in events:
-        chunk = event.chunk_id
-        if chunk not in texts or any(i not in texts for i in event.result_ids) or chunk not in event.result_ids:
+        named = keys(event)
+        if named is None:
             left_out += 1
             continue
-        page = pages.setdefault((event.query, event.result_ids), _Page(event.query, list(event.result_ids)))
+        chunk, shown = named
+        if chunk not in texts or any(i not in texts for i in shown) or chunk not in shown:
+            left_out += 1
+            continue
+        page = pages.setdefault((event.query, shown), _Page(event.query, list(shown)))
         if event.kind == "down":
             page.bad.add(chunk)
         elif chunk not in page.good:
