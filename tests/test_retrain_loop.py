@@ -258,3 +258,28 @@ def test_clicks_on_another_collections_results_are_read_from_that_collection(
     assert any(re.search(r"\bt\d+w", text) for text in row["shown"])  # a's results are on the page too
     assert main(["feedback", "export", "a", "--root", str(root), "--feedback-db", str(db), "--out", str(out)]) == 0
     assert "3 events of arms not in the arms file left out" in capsys.readouterr().out  # no arms file: b unknown
+
+
+def test_an_alert_starts_a_gated_retrain_that_stages_but_never_promotes(lab: Path, tmp_path: Path, capsys) -> None:
+    root = _copy(lab, tmp_path)
+    arms = root / "live" / "arms.toml"
+    rules = tmp_path / "monitor.toml"
+    models = tmp_path / "models"
+    good = "learning_rate = 1e-2\nepochs = 2\nbatch_size = 32\ndev_ratio = 0\nholdout = 0.25\nmin_clicks = 50\n"
+    rules.write_text(
+        '[reference]\nfirst = 20\n\n[[rule]]\nname = "ctr floor"\nmetric = "ctr"\nwindow = "30d"\nbelow = 1.01\n'
+        f'min_volume = 5\n\n[retrain]\non = ["ctr floor"]\nout_dir = "{models}"\n{good}'
+    )
+    assert main(["monitor", "check", "live", "--root", str(root), "--rules", str(rules)]) == 1  # the alert's status
+    out = capsys.readouterr().out
+    assert "retrain: started by ctr floor" in out and "gate PASSED" in out and "staged (interleave)" in out
+    staged = arms_module.load_arms(arms)
+    assert staged.live == "base" and len(staged.active()) == 2  # interleaved with the candidate, not promoted
+    (audit,) = _audit(root)
+    assert audit["action"] == "stage" and audit["why"] == "alert: ctr floor"
+    assert any(models.iterdir())  # the candidate's model went to [retrain] out_dir
+
+    rules.write_text(rules.read_text().replace('on = ["ctr floor"]', 'on = ["no such rule"]'))
+    assert main(["monitor", "check", "live", "--root", str(root), "--rules", str(rules)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "[retrain] on names no rule: 'no such rule'" in err[0]

@@ -180,7 +180,41 @@ def run_check(args: argparse.Namespace) -> int:
         p = "" if v.p_value is None else f" p={v.p_value:.4g}"
         over, unit = ("the last update", "added chunks") if v.metric == "corpus_drift" else (v.window, "searches")
         print(f"{v.status.upper():10} {v.rule}: {v.metric} over {over} = {value}{p} ({v.limit}; {v.volume} {unit})")
+    triggers = config.retrain_triggers([v.rule for v in verdicts if v.status == "alert"])
+    if triggers:
+        _retrain_on_alert(args, config, triggers)
     return 1 if any(v.status == "alert" for v in verdicts) else 0
+
+
+def _retrain_on_alert(args: argparse.Namespace, config, triggers: list[str]) -> None:
+    """``[retrain]`` in monitor.toml: the alert starts ``monitor retrain`` (the gate decides; a passing
+    candidate is staged, never promoted).  Its outcome is printed; the exit status stays the alert's."""
+    from embedlab.monitor.retrain import RetrainSpec, retrain
+
+    options = config.retrain
+    print(f"retrain: started by {', '.join(triggers)}")
+    outcome = retrain(
+        RetrainSpec(
+            collection=args.collection,
+            root=args.root,
+            feedback_db=args.feedback_db,
+            test_dataset=options.test_dataset,
+            holdout=options.holdout,
+            seed=args.seed,
+            out=None,
+            stage=options.stage,
+            min_clicks=options.min_clicks,
+            min_holdout=options.min_holdout,
+            epochs=options.epochs,
+            learning_rate=options.learning_rate,
+            batch_size=options.batch_size,
+            dev_ratio=options.dev_ratio,
+            models_dir=Path(options.out_dir),
+            why=f"alert: {', '.join(triggers)}",
+        )
+    )
+    for line in outcome.lines:
+        print(line)
 
 
 def run_ab(args: argparse.Namespace) -> int:

@@ -62,6 +62,7 @@ class RetrainSpec:
     holdout: float = 0.2
     seed: int = 0
     out: Path | None = None
+    models_dir: Path = Path("models")  # where the new model goes when ``out`` is not given: models_dir/<candidate>
     stage: Literal["interleave", "shadow"] = "interleave"
     candidate: str | None = None
     min_clicks: int = 50
@@ -269,7 +270,7 @@ def retrain(spec: RetrainSpec) -> RetrainOutcome:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = cdir.path / RETRAIN_DIR / f"{name}-{stamp}"
     base = str(manifest.model_spec["model"])
-    model = spec.out or Path("models") / name
+    model = spec.out or spec.models_dir / name
     try:  # a stop on the way (bad model, leakage everywhere) leaves nothing behind
         work.mkdir(parents=True)
         result, holdout_queries = _finetune(spec, work, base, model, live_collection, train_rows, held_rows)

@@ -17,6 +17,10 @@ metric = "ctr"
 window = "1d"
 below = 0.2                 # online metrics: alert when below (or `above`) the threshold
 min_volume = 200
+
+[retrain]                   # optional: these alerts start `monitor retrain` (gated; stages, never promotes)
+on = ["queries drifted"]    # rule names (default: any alert)
+test_dataset = "scifact"    # and the other `monitor retrain` options: holdout, stage, epochs, ...
 ```
 
 Errors name the file and the line of the offending rule or key (TOML text is searched for the
@@ -28,7 +32,7 @@ from __future__ import annotations
 import re
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -91,10 +95,36 @@ class Rule(BaseModel):
         return parse_duration(self.window, option="window")
 
 
+class RetrainOnAlert(BaseModel):
+    """``[retrain]``: when one of ``on`` (rule names; empty: any rule) alerts, ``monitor check`` runs
+    ``monitor retrain`` with these options; the gate still decides, and a passing candidate is only
+    staged (interleaved or shadow), never promoted: promotion stays a person's decision."""
+
+    model_config = ConfigDict(extra="forbid")
+    on: list[str] = Field(default_factory=list)
+    test_dataset: str | None = None
+    holdout: float = Field(0.2, gt=0, lt=1)
+    stage: Literal["interleave", "shadow"] = "interleave"
+    min_clicks: int = Field(50, ge=1)
+    min_holdout: int = Field(10, ge=1)
+    epochs: int = Field(4, ge=1, le=100)
+    learning_rate: float = Field(5e-5, gt=0, lt=1)
+    batch_size: int = Field(32, ge=2, le=4096)
+    dev_ratio: float = Field(0.1, ge=0, lt=1)
+    out_dir: str = "models"  # the candidate's model goes to <out_dir>/<candidate>
+
+
 class MonitorFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: Reference = Field(default_factory=lambda: Reference(first=500))
     rule: list[Rule] = Field(min_length=1)
+    retrain: RetrainOnAlert | None = None
+
+    def retrain_triggers(self, alerting: list[str]) -> list[str]:
+        """The alerting rules that start a retrain (none without a ``[retrain]`` table)."""
+        if self.retrain is None:
+            return []
+        return [label for label in alerting if not self.retrain.on or label in self.retrain.on]
 
 
 _EXPECTED = "[reference] and [[rule]] tables with metric, window, p_value or above/below, min_volume"
@@ -141,4 +171,9 @@ def load_rules(path: str | Path) -> MonitorFile:
     if len(set(labels)) != len(labels):
         twice = next(label for label in labels if labels.count(label) > 1)
         raise EmbedlabError(f"two rules are both named {twice!r}", path=path, hint="give one of them a distinct name")
+    unknown = [name for name in (parsed.retrain.on if parsed.retrain else []) if name not in labels]
+    if unknown:
+        raise EmbedlabError(
+            f"[retrain] on names no rule: {unknown[0]!r}", path=path, expected=f"one of {', '.join(labels)}"
+        )
     return parsed
