@@ -49,6 +49,7 @@ class Conditions(TypedDict, total=False):
     batch_size: int
     max_length: int | str  # "none": no truncation
     precision: str
+    image_size: int  # image models: the side of the square the network sees
     stages: list[Conditions]  # a pipeline with several first-stage retrievers
     # a collection's search (collection eval)
     mode: str

@@ -5,14 +5,19 @@ and keeps only ids, queries and judgments in memory; the corpus text is streamed
 by :meth:`Dataset.iter_documents` when a model needs it, so a corpus of millions of
 lines is never held as several copies.  Only judged queries are evaluated (BEIR
 convention).
+
+Image records (multi-modal tasks such as ``emoji/image2image``) carry an ``"image"`` path
+relative to the task folder, and may leave ``"text"`` empty; the file must exist at load time
+(its bytes are checked when a model decodes it, :mod:`embedlab.data.images`).
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from collections.abc import Container, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedlab import settings
@@ -28,6 +33,7 @@ class Document:
     id: str
     title: str
     text: str
+    image: Path | None = None  # an image document (its file; the ``"image"`` field, see image_field)
 
     @property
     def content(self) -> str:
@@ -45,6 +51,18 @@ class Dataset:
     qrels: Qrels
     doc_count: int
     checksum: str
+    corpus_images: int = 0  # documents that are images
+    query_images: dict[str, Path] = field(default_factory=dict)  # judged image queries: id -> file
+
+    def modalities(self) -> dict[str, set[str]]:
+        """What a model must encode here: ``{"documents": {...}, "queries": {...}}`` ("text", "image")."""
+        documents = ({"image"} if self.corpus_images else set()) | (
+            {"text"} if self.corpus_images < self.doc_count else set()
+        )
+        queries = ({"image"} if self.query_images else set()) | (
+            {"text"} if len(self.query_images) < len(self.queries) else set()
+        )
+        return {"documents": documents, "queries": queries}
 
     def iter_documents(self) -> Iterator[Document]:
         """Stream the corpus (already validated at load time)."""
@@ -65,11 +83,31 @@ class Dataset:
 
 def _document(obj: dict, *, path: Path, line: int) -> Document:
     doc_id = string_field(obj, "_id", path=path, line=line, required=True)
+    image = image_field(obj, path=path, line=line)
     title = string_field(obj, "title", path=path, line=line, required=False)
-    text = string_field(obj, "text", path=path, line=line, required="title" not in obj)
+    text = string_field(obj, "text", path=path, line=line, required="title" not in obj and image is None)
     if not doc_id.strip():
         raise EmbedlabError("empty '_id'", path=path, line=line, expected="a non-empty document id")
-    return Document(doc_id, title, text)
+    return Document(doc_id, title, text, image)
+
+
+def image_field(obj: dict, *, path: Path, line: int) -> Path | None:
+    """An optional ``"image"`` field: a file path relative to the folder of the file that names it
+    (the task folder), which must exist (checked at load, so a typo stops the run before any model
+    loads; the file's content is checked when it is decoded)."""
+    value = string_field(obj, "image", path=path, line=line, required=False)
+    if not value:
+        return None
+    image = Path(os.path.normpath(path.parent / value))  # "task/../images/x.png" -> "images/x.png" in messages
+    if not image.is_file():
+        raise EmbedlabError(
+            "image file not found",
+            path=path,
+            line=line,
+            found=str(image),
+            expected="an image path relative to the task folder",
+        )
+    return image
 
 
 def chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -132,7 +170,13 @@ def _sha256(paths: list[Path]) -> str:
 
 def scan_corpus_ids(path: Path) -> list[str]:
     """Validate every corpus record and return the ids in file order."""
+    return list(scan_corpus(path))
+
+
+def scan_corpus(path: Path) -> dict[str, Path | None]:
+    """Validate every corpus record; its ids in file order, each with its image file (or None)."""
     seen: dict[str, int] = {}
+    images: dict[str, Path | None] = {}
     for line, obj in iter_json_objects(path):
         doc = _document(obj, path=path, line=line)
         if doc.id in seen:
@@ -143,17 +187,25 @@ def scan_corpus_ids(path: Path) -> list[str]:
                 expected="unique '_id' values",
             )
         seen[doc.id] = line
+        images[doc.id] = doc.image
     if not seen:
         raise EmbedlabError("empty corpus", path=path, expected="at least one document")
-    return list(seen)
+    return images
 
 
 def read_queries(path: Path) -> dict[str, str]:
+    return read_queries_and_images(path)[0]
+
+
+def read_queries_and_images(path: Path) -> tuple[dict[str, str], dict[str, Path]]:
+    """Query texts by id (``""`` for an image query without text) and the image queries' files."""
     queries: dict[str, str] = {}
+    images: dict[str, Path] = {}
     lines: dict[str, int] = {}
     for line, obj in iter_json_objects(path):
         query_id = string_field(obj, "_id", path=path, line=line, required=True)
-        text = string_field(obj, "text", path=path, line=line, required=True)
+        image = image_field(obj, path=path, line=line)
+        text = string_field(obj, "text", path=path, line=line, required=image is None)
         if not query_id.strip():
             raise EmbedlabError("empty '_id'", path=path, line=line, expected="a non-empty query id")
         if query_id in lines:
@@ -165,9 +217,11 @@ def read_queries(path: Path) -> dict[str, str]:
             )
         lines[query_id] = line
         queries[query_id] = text
+        if image is not None:
+            images[query_id] = image
     if not queries:
         raise EmbedlabError("no queries", path=path, expected="at least one query")
-    return queries
+    return queries, images
 
 
 def read_beir_qrels(
@@ -228,10 +282,12 @@ def load_dataset(name_or_path: str | Path, *, split: str = "test") -> Dataset:
             splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
             extra = f" (splits found: {', '.join(splits)})" if splits and required == qrels_path else ""
             raise EmbedlabError(f"missing file{extra}", path=required, expected="a BEIR dataset folder")
-    doc_ids = set(scan_corpus_ids(corpus_path))
-    queries = read_queries(queries_path)
-    qrels = read_beir_qrels(qrels_path, query_ids=queries, doc_ids=doc_ids)
+    corpus = scan_corpus(corpus_path)
+    queries, query_images = read_queries_and_images(queries_path)
+    qrels = read_beir_qrels(qrels_path, query_ids=queries, doc_ids=corpus)
     judged = {q: queries[q] for q in qrels.judgments}
+    judged_images = {q: query_images[q] for q in judged if q in query_images}
+    images = sorted({p for p in corpus.values() if p is not None} | set(judged_images.values()))
     return Dataset(
         name=folder.name,
         path=folder,
@@ -239,6 +295,9 @@ def load_dataset(name_or_path: str | Path, *, split: str = "test") -> Dataset:
         split=split,
         queries=judged,
         qrels=qrels,
-        doc_count=len(doc_ids),
-        checksum=_sha256([corpus_path, queries_path, qrels_path]),
+        doc_count=len(corpus),
+        # image bytes count too: the same records with other pictures are another dataset
+        checksum=_sha256([corpus_path, queries_path, qrels_path, *images]),
+        corpus_images=sum(p is not None for p in corpus.values()),
+        query_images=judged_images,
     )

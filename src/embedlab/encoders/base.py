@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from embedlab.cache.store import EmbeddingCache, text_key
+from embedlab.errors import EmbedlabError
 from embedlab.payloads import Conditions, SizeInfo
 from embedlab.progress import progress_bar
 
@@ -70,11 +72,12 @@ class Fingerprint:
 
 
 class Encoder(ABC):
-    """Texts in, float32 vectors out (one row per text)."""
+    """Texts (or, for image models, image files) in, float32 vectors out (one row per input)."""
 
     fingerprint: Fingerprint
     dim: int
     batch_size: int = 32
+    modalities: frozenset[str] = frozenset({"text"})  # "text", "image": what the model can encode
 
     @abstractmethod
     def encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -104,17 +107,66 @@ class Encoder(ABC):
         show_progress: bool = False,
         use_prompt: bool = True,
     ) -> np.ndarray:
-        stats = stats if stats is not None else EncodeStats()
+        if "text" not in self.modalities:
+            raise EmbedlabError(
+                f"model {self.fingerprint.model!r} cannot encode text (it encodes images only)",
+                hint="use a text model, or a two-tower (CLIP/SigLIP) model for text and images",
+            )
         prompt = self.fingerprint.prompt(role) if use_prompt else ""
         inputs = [prompt + t for t in texts]
+        return self._encode_keyed(
+            inputs,
+            [text_key(t) for t in inputs],
+            lambda rows: self.encode_role_batch([inputs[i] for i in rows], role),
+            description=self.fingerprint.for_role(role),
+            unit=UNITS[role],
+            longest_first=[len(t) for t in inputs],
+            cache=cache,
+            stats=stats,
+            show_progress=show_progress,
+        )
+
+    def encode_images(
+        self,
+        paths: Sequence[Path],
+        *,
+        role: Role,
+        cache: EmbeddingCache | None = None,
+        stats: EncodeStats | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Image files -> vectors through the image tower (rules: :mod:`embedlab.encoders.images`)."""
+        from embedlab.encoders.images import encode_images
+
+        return encode_images(self, paths, role=role, cache=cache, stats=stats, show_progress=show_progress)
+
+    def encode_image_batch(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed images (n, 3, H, W) float32 -> un-normalised vectors; image models override."""
+        raise EmbedlabError(f"model {self.fingerprint.model!r} cannot encode images")
+
+    def _encode_keyed(
+        self,
+        inputs: Sequence[object],
+        keys: list[bytes],
+        run_batch: Callable[[list[int]], np.ndarray],
+        *,
+        description: dict[str, object],
+        unit: str,
+        longest_first: list[int],
+        cache: EmbeddingCache | None,
+        stats: EncodeStats | None,
+        show_progress: bool,
+    ) -> np.ndarray:
+        """The one encode loop (texts and images): cache lookup in the space ``description`` names,
+        de-duplication by key, batches of similar size (``longest_first``), cache writes per batch."""
+        stats = stats if stats is not None else EncodeStats()
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
         stats.texts += len(inputs)
         if not inputs:
             return out
-        keys = [text_key(t) for t in inputs]
         space = None
         if cache is not None:
-            space = cache.space(self.fingerprint.for_role(role), self.dim)
+            space = cache.space(description, self.dim)
             stats.spaces.add(space)
             out, found = cache.get(space, keys, self.dim)
             stats.cache_hits += int(found.sum())
@@ -124,13 +176,13 @@ class Encoder(ABC):
         first: dict[bytes, int] = {}
         for i in todo:
             first.setdefault(keys[i], i)
-        unique = sorted(first.values(), key=lambda i: len(inputs[i]), reverse=True)
+        unique = sorted(first.values(), key=lambda i: longest_first[i], reverse=True)
         started = time.perf_counter()
-        with progress_bar(total=len(unique), desc="embed", unit=UNITS[role], enabled=show_progress) as bar:
+        with progress_bar(total=len(unique), desc="embed", unit=unit, enabled=show_progress) as bar:
             for start in range(0, len(unique), self.batch_size):
                 rows = unique[start : start + self.batch_size]
                 batch_started = time.perf_counter()
-                vectors = self._finish(self.encode_role_batch([inputs[i] for i in rows], role))
+                vectors = self._finish(run_batch(rows))
                 out[rows] = vectors
                 if cache is not None and space is not None:
                     cache.put(space, [keys[i] for i in rows], vectors)

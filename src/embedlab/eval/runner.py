@@ -29,6 +29,7 @@ from embedlab.eval.versus import versus_best
 from embedlab.payloads import CorpusThroughput, DatasetManifest, Environment, Measurements
 from embedlab.search.build import build_retriever, check_retrievable
 from embedlab.search.pipeline import PipelineSpec, spec_record
+from embedlab.search.retriever import Retriever
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ def _measure(
     started = time.perf_counter()
     retriever = build_retriever(model)
     load_s = time.perf_counter() - started
+    check_modalities(retriever, dataset, model.name)
 
     corpus_stats = EncodeStats()
     started = time.perf_counter()
@@ -151,21 +153,28 @@ def _measure(
     query_stats = EncodeStats()
     started = time.perf_counter()
     depth = spec.depth + (1 if spec.ignore_identical_ids else 0)
-    run = retriever.search(dataset.queries, depth, cache=cache, stats=query_stats)
+    run = _search_all(retriever, dataset, depth, cache=cache, stats=query_stats)
     search_s = time.perf_counter() - started
     if spec.ignore_identical_ids:
         run = drop_identical_ids(run, spec.depth)
     evaluation = evaluate(run, dataset.qrels, spec.metrics)
 
+    by_image = bool(dataset.query_images) and len(dataset.query_images) == len(dataset.queries)
     latency = latency_probe(
-        lambda text: retriever.search_one(text, 10),
-        list(dataset.queries.values()),
+        (lambda path: retriever.search_image_one(Path(path), 10))
+        if by_image
+        else (lambda text: retriever.search_one(text, 10)),
+        [str(p) for p in dataset.query_images.values()] if by_image else _text_queries(dataset),
         samples=spec.latency_queries,
         seed=spec.seed,
         repeat=spec.latency_repeats,
         wait_quiet_s=spec.latency_wait_quiet_s,
     )
-    latency["what"] = "one query at a time: encode + top-10 search, no cache"
+    latency["what"] = (
+        "one image query at a time: read + decode + encode + top-10 search, no cache"
+        if by_image
+        else "one query at a time: encode + top-10 search, no cache"
+    )
     conditions = retriever.conditions().copy()  # a fresh dict: the load goes into it
     if "machine" in latency:
         conditions["machine"] = machine = latency.pop("machine")
@@ -205,6 +214,38 @@ def _measure(
         fingerprint=retriever.describe(),
         measurements=measurements,
     )
+
+
+def check_modalities(retriever: Retriever, dataset: Dataset, model: str) -> None:
+    """A model that cannot read what the task holds (images for a text model, text for an image
+    backbone) is one line naming both, before anything is encoded."""
+    can = retriever.modalities()
+    for where, needed in dataset.modalities().items():
+        missing = sorted(needed - can)
+        if missing:
+            raise EmbedlabError(
+                f"model {model!r} cannot encode {missing[0]}s, and {dataset.name} has {missing[0]} {where}",
+                expected=f"a model that encodes {' and '.join(sorted(needed))} {where}",
+                hint="text: any text model; images: efficientnet-lite0, vit-s14-focus; both: a CLIP/SigLIP folder",
+            )
+
+
+def _text_queries(dataset: Dataset) -> list[str]:
+    return [text for q, text in dataset.queries.items() if q not in dataset.query_images]
+
+
+def _search_all(
+    retriever: Retriever, dataset: Dataset, depth: int, *, cache: EmbeddingCache | None, stats: EncodeStats
+) -> Run:
+    """Text queries through ``search``, image queries through ``search_images``: one run."""
+    texts = {q: text for q, text in dataset.queries.items() if q not in dataset.query_images}
+    if not dataset.query_images:
+        return retriever.search(texts, depth, cache=cache, stats=stats)
+    run = retriever.search_images(dataset.query_images, depth, cache=cache, stats=stats)
+    if not texts:
+        return run
+    by_text = retriever.search(texts, depth, cache=cache, stats=stats)
+    return Run({**run.scores, **by_text.scores}, name=run.name)
 
 
 def _throughput(stats: EncodeStats, seconds: float, docs: int, cache: EmbeddingCache | None) -> CorpusThroughput:

@@ -4,6 +4,7 @@ with its options: exact, HNSW, or a compact one such as int8, binary, PCA, Matry
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,14 +43,50 @@ class DenseRetriever(Retriever):
         parts: list[np.ndarray] = []
         for chunk in chunks(documents, CORPUS_CHUNK):
             ids.extend(d.id for d in chunk)
-            parts.append(
-                self.encoder.encode(
-                    [d.content for d in chunk], role="document", cache=cache, stats=stats, show_progress=show_progress
-                )
-            )
+            parts.append(self._encode_documents(chunk, cache=cache, stats=stats, show_progress=show_progress))
         vectors = np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32)
         self.index_ = build_index(self.index_kind, vectors, ids, options=self.index_options)
         self.doc_ids = ids
+
+    def _encode_documents(
+        self, chunk: list[Document], *, cache: EmbeddingCache | None, stats: EncodeStats, show_progress: bool
+    ) -> np.ndarray:
+        """Texts through the text tower, image documents through the image tower, rows in order."""
+        pictures = [i for i, d in enumerate(chunk) if d.image is not None]
+        if not pictures:
+            return self.encoder.encode(
+                [d.content for d in chunk], role="document", cache=cache, stats=stats, show_progress=show_progress
+            )
+        out = np.zeros((len(chunk), self.encoder.dim), np.float32)
+        paths = [chunk[i].image for i in pictures]
+        out[pictures] = self.encoder.encode_images(
+            [p for p in paths if p is not None], role="document", cache=cache, stats=stats, show_progress=show_progress
+        )
+        texts = [i for i, d in enumerate(chunk) if d.image is None]
+        if texts:
+            out[texts] = self.encoder.encode(
+                [chunk[i].content for i in texts],
+                role="document",
+                cache=cache,
+                stats=stats,
+                show_progress=show_progress,
+            )
+        return out
+
+    def modalities(self) -> frozenset[str]:
+        return self.encoder.modalities
+
+    def search_images(
+        self, images: dict[str, Path], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats
+    ) -> Run:
+        self._ready()
+        query_ids = list(images)
+        vectors = self.encoder.encode_images([images[q] for q in query_ids], role="query", cache=cache, stats=stats)
+        return self._run(query_ids, vectors, k)
+
+    def search_image_one(self, image: Path, k: int) -> list[tuple[str, float]]:
+        self._ready()
+        return self._top(self.encoder.encode_images([image], role="query"), k)
 
     def _ready(self) -> VectorIndex:
         if self.index_ is None:
@@ -57,16 +94,21 @@ class DenseRetriever(Retriever):
         return self.index_
 
     def search(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
-        index = self._ready()
+        self._ready()
         query_ids = list(queries)
         vectors = self.encoder.encode([queries[q] for q in query_ids], role="query", cache=cache, stats=stats)
-        scores, indices = index.search(vectors, k)
-        return to_run(query_ids, scores, indices, self.doc_ids, self.label)
+        return self._run(query_ids, vectors, k)
 
     def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
-        index = self._ready()
-        vector = self.encoder.encode([text], role="query")
-        scores, indices = index.search(vector, k)
+        self._ready()
+        return self._top(self.encoder.encode([text], role="query"), k)
+
+    def _run(self, query_ids: list[str], vectors: np.ndarray, k: int) -> Run:
+        scores, indices = self._ready().search(vectors, k)
+        return to_run(query_ids, scores, indices, self.doc_ids, self.label)
+
+    def _top(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        scores, indices = self._ready().search(vector, k)
         return [(self.doc_ids[j], float(s)) for s, j in zip(scores[0], indices[0], strict=True)]
 
     def describe(self) -> dict[str, object]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from embedlab.cache.store import EmbeddingCache
 from embedlab.data.beir import Document
 from embedlab.data.types import Run
 from embedlab.encoders.base import EncodeStats
+from embedlab.errors import EmbedlabError
 from embedlab.payloads import Conditions, SizeInfo
 
 
@@ -39,6 +41,20 @@ class Retriever(ABC):
     @abstractmethod
     def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
         """One query, end to end, never cached: what a user waits for (latency probes)."""
+
+    def modalities(self) -> frozenset[str]:
+        """What it can read, for documents and queries alike: "text", "image"."""
+        return frozenset({"text"})
+
+    def search_images(
+        self, images: dict[str, Path], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats
+    ) -> Run:
+        """Image queries (id -> file), all at once; only retrievers with an image tower take them."""
+        raise EmbedlabError(f"{self.label} cannot take image queries", hint="use an image or CLIP/SigLIP model")
+
+    def search_image_one(self, image: Path, k: int) -> list[tuple[str, float]]:
+        """One image query, end to end, never cached (latency probes)."""
+        raise EmbedlabError(f"{self.label} cannot take image queries", hint="use an image or CLIP/SigLIP model")
 
     @abstractmethod
     def describe(self) -> dict[str, object]:
