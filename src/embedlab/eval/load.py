@@ -157,6 +157,7 @@ def wait_until_quiet(
     """
     if max_seconds <= 0:
         return 0.0, None
+    window_s = min(window_s, max_seconds)  # never wait longer than asked, even for one window
     started = time.perf_counter()
     last: MachineLoad | None = None
     while True:
