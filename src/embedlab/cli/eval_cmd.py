@@ -9,6 +9,20 @@ from embedlab.errors import EmbedlabError
 from embedlab.eval.metrics import DEFAULT_METRICS, MAIN_METRICS, parse_metrics
 
 
+def add_latency_options(p: argparse.ArgumentParser) -> None:
+    """How latency is timed: the same options on every command that times models (eval, select)."""
+    p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95 (default 100)")
+    p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before timing latency, wait up to S seconds for a second in which other processes use "
+        "<= 25%% of the CPUs (default 0: time at once)",
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -60,16 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
     )
-    p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95 (default 100)")
-    p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="before timing latency, wait up to S seconds for a second in which other processes use "
-        "<= 25%% of the CPUs (default 0: time at once)",
-    )
+    add_latency_options(p)
     p.add_argument(
         "--compare",
         type=Path,

@@ -198,19 +198,10 @@ def _retrain_on_alert(args: argparse.Namespace, config, triggers: list[str]) -> 
             collection=args.collection,
             root=args.root,
             feedback_db=args.feedback_db,
-            test_dataset=options.test_dataset,
-            holdout=options.holdout,
             seed=args.seed,
-            out=None,
-            stage=options.stage,
-            min_clicks=options.min_clicks,
-            min_holdout=options.min_holdout,
-            epochs=options.epochs,
-            learning_rate=options.learning_rate,
-            batch_size=options.batch_size,
-            dev_ratio=options.dev_ratio,
             models_dir=Path(options.out_dir),
             why=f"alert: {', '.join(triggers)}",
+            **options.model_dump(exclude={"on", "out_dir"}),  # the rest are monitor retrain's own options
         )
     )
     for line in outcome.lines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from embedlab.cli.eval_cmd import add_latency_options
 from embedlab.errors import EmbedlabError
 
 
@@ -21,16 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
     )
     p.add_argument("--no-cache", action="store_true", help="read and write no embedding cache")
-    p.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p95")
-    p.add_argument("--repeat", type=int, default=1, help="time latency N times, keep the quietest run (default 1)")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="before timing latency, wait up to S seconds for a second in which other processes use "
-        "<= 25%% of the CPUs (default 0: time at once)",
-    )
+    add_latency_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomization tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument(
