@@ -138,6 +138,7 @@ def main() -> int:
                 f"tuned vs default RRF: {c.difference:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p = {c.p_value:.4f}"
             )
         if args.cross_encoder:
+            ce_scores: dict = {}  # the cross-encoder's (query, passage) scores, shared by every first stage
             for first in [*singles, *tuned.values()]:
                 chosen = run_tune_depth(
                     DepthTuneSpec(
@@ -150,7 +151,8 @@ def main() -> int:
                         dev="train",
                         latency_queries=min(args.latency_queries, 50),
                         seed=args.seed,
-                    )
+                    ),
+                    memo=ce_scores,
                 )
                 write_depth(chosen, args.out / f"tune-depth-{len(pipelines)}")
                 if chosen.pipeline is None:

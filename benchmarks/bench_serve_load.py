@@ -193,10 +193,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--quick", action="store_true", help="batched search at --clients only, no record (tuning)")
-    parser.add_argument("--serve-args", default="", help="with --quick: extra `embedlab serve` options")
+    parser.add_argument("--serve-args", default="", help="extra `embedlab serve` options for every server started")
+    parser.add_argument("--parts", default="search,embeddings", help="which parts to run (a record needs both)")
     args = parser.parse_args()
+    extra = args.serve_args.split()
     if args.quick:
-        server = Server([args.collection, "--root", str(args.root), *args.serve_args.split()])
+        server = Server([args.collection, "--root", str(args.root), *extra])
         try:
             load(server.port, search_request(args.k), clients=4, per_client=5)
             print(json.dumps(load(server.port, search_request(args.k), clients=args.clients, per_client=args.requests)))
@@ -208,7 +210,7 @@ def main() -> None:
     from embedlab.eval.measure import hardware, library_versions
 
     described = info(args.collection, root=args.root)
-    common = [args.collection, "--root", str(args.root)]
+    common = [args.collection, "--root", str(args.root), *extra]
     search_runs = {
         "one at a time (--max-batch 1)": [*common, "--max-batch", "1"],
         "batched": common,
@@ -221,7 +223,7 @@ def main() -> None:
         "search": {},
         "embeddings": {},
     }
-    for label, server_args in search_runs.items():
+    for label, server_args in search_runs.items() if "search" in args.parts else ():
         server = Server(server_args)
         try:
             request = search_request(args.k)
@@ -234,8 +236,9 @@ def main() -> None:
         result["search"][label] = {"one client": single, f"{args.clients} clients": many, "batches": batches}  # type: ignore[index]
         print(label, json.dumps({"one": single["per_second"], "many": many["per_second"], "p95": many["latency_ms"]}))
     levels = (1, 8, 32, 64)
-    for label, extra in {"one at a time (--max-batch 1)": ["--max-batch", "1"], "batched": []}.items():
-        server = Server(["--model", args.model, *extra])
+    embedding_runs = {"one at a time (--max-batch 1)": ["--max-batch", "1"], "batched": []}
+    for label, batching in embedding_runs.items() if "embeddings" in args.parts else ():
+        server = Server(["--model", args.model, *batching, *extra])
         try:
             request = embed_request(args.model)
             load(server.port, request, clients=4, per_client=5)
@@ -251,6 +254,9 @@ def main() -> None:
         finally:
             server.stop()
         result["embeddings"][label] = rows  # type: ignore[index]
+    if args.parts != "search,embeddings":
+        print(json.dumps(result, indent=1))
+        return
     search = result["search"]
     embeddings = result["embeddings"]
     one = search["one at a time (--max-batch 1)"][f"{args.clients} clients"]["per_second"]  # type: ignore[index]

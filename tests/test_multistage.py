@@ -373,11 +373,42 @@ def test_tune_depth_takes_a_cross_encoder_stage(tmp_path: Path, capsys) -> None:
     result = json.loads((out / "tune-depth.json").read_text())
     assert result["chosen_depth"] in (10, 30) and result["chosen_pipeline"].startswith("bm25 >> ")
     reranker = load_reranker(str(ce))
-    memo = _Memo(reranker)
+    memo = _Memo(reranker, {})
     texts = ["a b c d common", "e f g h words", "a b c d common"]
     # a repeated text is scored once; other padding (2 texts vs 3) only reorders float32 sums of O(1) logits
     assert memo.score("a b c d", texts) == pytest.approx(reranker.score("a b c d", texts), abs=1e-5)
     assert len(memo.scores) == 2
+
+
+def test_tune_depth_shares_scores_across_first_stages(tmp_path: Path) -> None:
+    """A memo passed to two tunings of the same re-ranker behind different first stages: the second
+    scores only the candidates the first did not, and chooses what it chooses without the memo."""
+    from embedlab.eval.metrics import parse_metric
+    from embedlab.tune.depth import DepthTuneSpec, run_tune_depth
+
+    dataset = str(single_char_dataset(tmp_path / "sc", n_queries=20))
+
+    def spec(first: str) -> DepthTuneSpec:
+        pipeline = parse_pipeline(f"{first} >> bi:hashing:dim=64")
+        metric = parse_metric("ndcg@10")
+        return DepthTuneSpec(
+            pipeline=pipeline, dataset=dataset, metric=metric, report_metrics=(metric,), depths=(10, 20),
+            dev="part", latency_queries=2, seed=0, use_cache=False, show_progress=False,
+        )  # fmt: skip
+
+    alone = run_tune_depth(spec("hashing:dim=16"))
+    fresh: dict = {}
+    run_tune_depth(spec("hashing:dim=16"), memo=fresh)
+    memo: dict = {}
+    run_tune_depth(spec("bm25"), memo=memo)
+    ((name, scores),) = memo.items()
+    from_bm25, from_hashing = set(scores), set(fresh[name])
+    assert from_bm25 & from_hashing and from_hashing - from_bm25  # overlapping, not identical candidates
+    shared = run_tune_depth(spec("hashing:dim=16"), memo=memo)
+    assert set(scores) == from_bm25 | from_hashing  # nothing scored twice, nothing missed
+    assert all(scores[key] == fresh[name][key] for key in from_hashing)
+    assert shared.chosen == alone.chosen
+    assert [p.dev_mean for p in shared.points] == pytest.approx([p.dev_mean for p in alone.points], abs=1e-9)
 
 
 def test_tune_depth_bad_input_is_one_line_exit_2(tmp_path: Path, capsys) -> None:

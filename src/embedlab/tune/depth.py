@@ -93,10 +93,10 @@ def with_depth(pipeline: PipelineSpec, depth: int) -> PipelineSpec:
 class _Memo:
     """A re-ranker whose (query, passage) scores are kept: every depth re-uses the deepest's."""
 
-    def __init__(self, inner: Reranker) -> None:
+    def __init__(self, inner: Reranker, scores: dict[tuple[str, str], float]) -> None:
         self.inner = inner
         self.name = inner.name
-        self.scores: dict[tuple[str, str], float] = {}
+        self.scores = scores
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         missing = list(dict.fromkeys(t for t in texts if (query, t) not in self.scores))
@@ -126,7 +126,12 @@ def check_depths(spec: DepthTuneSpec) -> tuple[int, ...]:
     return depths
 
 
-def run_tune_depth(spec: DepthTuneSpec) -> DepthTuneResult:
+ScoreMemo = dict[str, dict[tuple[str, str], float]]
+
+
+def run_tune_depth(spec: DepthTuneSpec, *, memo: ScoreMemo | None = None) -> DepthTuneResult:
+    """``memo`` (re-ranker name -> (query, passage) -> score) carries scores across calls: tuning the
+    same re-ranker behind several first stages scores each shared candidate once."""
     depths = check_depths(spec)
     check_retrievable(spec.pipeline)
     split = split_queries(spec.dataset, dev=spec.dev, fraction=spec.dev_fraction, seed=spec.seed)
@@ -135,14 +140,15 @@ def run_tune_depth(spec: DepthTuneSpec) -> DepthTuneResult:
     base = build_retriever(with_depth(spec.pipeline, depths[-1]))
     if not isinstance(base, PipelineRetriever):  # a re-rank stage always makes a pipeline
         raise TypeError("a pipeline with a re-rank stage builds a PipelineRetriever")
-    memo: list[Reranker] = [_Memo(r) for r in base.rerankers]
+    kept: ScoreMemo = {} if memo is None else memo
+    memoised: list[Reranker] = [_Memo(r, kept.setdefault(r.name, {})) for r in base.rerankers]
     cache = EmbeddingCache(spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
     per_query: dict[int, dict[str, dict[str, float]]] = {}
     latency: dict[int, tuple[float, float]] = {}
     try:
         base.index(split.dataset.iter_documents(), cache=cache, stats=EncodeStats(), show_progress=spec.show_progress)
         for depth in reversed(depths):  # the deepest first fills the memo
-            quality = base.variant(with_depth(spec.pipeline, depth), rerankers=memo)
+            quality = base.variant(with_depth(spec.pipeline, depth), rerankers=memoised)
             run = quality.search(split.queries, k, cache=cache, stats=EncodeStats())
             per_query[depth] = {
                 **evaluate(run, split.dev_qrels, [spec.metric]).per_query,
