@@ -172,3 +172,4 @@ class CollectionInfo(TypedDict):
     versions: dict[str, str]
     skipped: list[dict[str, str]]
     corpus_drift: dict[str, Any] | None  # the last update's added chunks vs the previous generation
+    images: dict[str, Any] | None  # an image collection's decoding limits (None: documents)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from embedlab.api import specs
 from embedlab.collection.collection import Collection
+from embedlab.data.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageLimits
 from embedlab.data.library import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_TEXT_BYTES, LibraryRules
 from embedlab.encoders.spec import ModelSpec
 
@@ -37,7 +38,11 @@ def build_collection(
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
     max_chunks: int = DEFAULT_MAX_CHUNKS,
     exclude: Sequence[str] = (),
+    images: bool = False,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
     show_progress: bool = False,
+    index: str | None = None,
 ) -> BuildReport:
     """Index every readable file of ``folder`` (PDF, text, Markdown, HTML) into collection ``name``,
     as ``embedlab index build FOLDER --collection NAME --model MODEL`` does.
@@ -48,6 +53,12 @@ def build_collection(
     folder (unless ``follow_links``) are skipped and listed in the report's ``skipped``, and so are
     files matching an ``exclude`` glob or a line of the folder's ``.embedlabignore`` (gitignore-like;
     see :mod:`embedlab.data.ignore`).  The rules are kept for :func:`update_collection`.
+    ``images=True``: a collection of images (PNG, JPEG, WebP; one per document) for an image model
+    or a CLIP/SigLIP folder; files over ``max_image_bytes`` or ``max_image_pixels``, corrupt ones and
+    other files are skipped (:mod:`embedlab.collection.images`).
+    ``index``: the vector index kind built at or above ``ann_threshold`` chunks, ``KIND[:key=value,...]``
+    (``milvus``, ``chroma:host=127.0.0.1,port=8000``; default an HNSW graph from 50,000 chunks; given
+    without ``ann_threshold``: from the first chunk); kept for :func:`update_collection`.
 
     >>> report = build_collection("papers", "papers", model="all-MiniLM-L6-v2", chunk_tokens=128)
     >>> report.generation, report.files, report.chunks > 0, report.skipped
@@ -64,19 +75,22 @@ def build_collection(
         max_chunks=max_chunks,
         exclude=tuple(exclude),
     )
+    limits = ImageLimits(max_bytes=max_image_bytes, max_pixels=max_image_pixels) if images else None
     return build(
         folder,
         name,
         model_spec=specs.dense_model(model),
         rules=rules,
+        images=limits,
         max_tokens=chunk_tokens,
         overlap=overlap,
         root=root,
         replace=replace,
         cache_dir=cache_dir,
         use_cache=use_cache,
-        ann_threshold=ANN_THRESHOLD if ann_threshold is None else ann_threshold,
+        ann_threshold=(1 if index else ANN_THRESHOLD) if ann_threshold is None else ann_threshold,
         show_progress=show_progress,
+        ann_index=index,
     )
 
 

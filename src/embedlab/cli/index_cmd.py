@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from embedlab.cli.help import examples
+from embedlab.cli.index_images import image_limits, image_options, search_by_image
 from embedlab.errors import EmbedlabError
 
 ROOT_HELP = "collections folder (default: $EMBEDLAB_COLLECTIONS, else the per-user data folder; see `index list`)"
@@ -38,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "embedlab index build lib ~/papers --model all-MiniLM-L6-v2",
             "embedlab index build lib ~/papers --model all-MiniLM-L6-v2 --chunk-tokens 128 --overlap 16 --replace",
             "embedlab index build scifact-256 --dataset scifact --model all-MiniLM-L6-v2",
+            "embedlab index build photos --images ~/photos --model efficientnet-lite0",
+            "embedlab index build catalogue --images ~/catalogue --model ./my-clip-folder",
+            "embedlab index build lib ~/papers --model all-MiniLM-L6-v2 --index milvus:index=HNSW,m=16",
         ),
     )
     b.add_argument("collection", nargs="?", help="collection name (a new one unless --replace)")
@@ -47,6 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-d",
         help="index a BEIR dataset's corpus instead (one file per document), "
         "to score the collection with `embedlab eval --collection`",
+    )
+    b.add_argument(
+        "--images",
+        type=Path,
+        metavar="FOLDER",
+        help="index a folder of images instead (PNG, JPEG, WebP; one image per document; other, corrupt, "
+        "over-size files skipped) with an image model or a CLIP/SigLIP folder; default: documents",
     )
     b.add_argument(
         "--collection",
@@ -66,9 +77,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--ann-threshold",
         type=int,
         default=None,
-        help="chunks from which an HNSW index is built (default 50000; exact search below)",
+        help="chunks from which an HNSW index is built (default 50000, or 1 with --index; exact search below)",
+    )
+    b.add_argument(
+        "--index",
+        metavar="KIND[:key=value,...]",
+        default=None,
+        help="vector index kind built at or above --ann-threshold, kept by `index update` (default faiss-hnsw): "
+        "milvus (Milvus Lite inside the collection, or milvus:uri=http://HOST:19530,index=HNSW,m=16), "
+        "chroma (embedded, or chroma:host=HOST,port=8000), or another registered kind",
     )
     _library_options(b)
+    image_options(b)
     _common(b)
     b.set_defaults(handler=run_build)
 
@@ -110,17 +130,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "search",
         help="search a collection",
         description="Dense, BM25 or hybrid (RRF) search of a collection, optionally re-ranked.  BM25 alone "
-        "loads no embedding model.  For many queries, `embedlab serve` keeps the model loaded.",
+        "loads no embedding model.  With --image FILE the query is an image (dense search through the "
+        "model's image tower).  For many queries, `embedlab serve` keeps the model loaded.",
         epilog=examples(
             'embedlab search lib "how do I fit a model with scipy"',
             'embedlab search lib "scipy curve_fit" --mode bm25 --k 5 --json',
             'embedlab search lib "fit a model" --pipeline "bm25 + dense | rrf:k=30 >> word-overlap@50"',
+            "embedlab search photos --image ~/query.jpg --k 5",
+            'embedlab search catalogue "a red bicycle"',
         ),
     )
     s.add_argument("collection", help="collection name")
-    s.add_argument("query", help="what to look for")
+    s.add_argument("query", nargs="?", help="what to look for (or --image FILE)")
+    s.add_argument(
+        "--image",
+        type=Path,
+        metavar="FILE",
+        help="search with this image instead of a text query (PNG, JPEG, WebP; dense only); default: none",
+    )
     s.add_argument("--k", "-k", type=int, default=10, help="number of results")
-    s.add_argument("--mode", default="hybrid", help="first-stage retrieval: dense, bm25 or hybrid")
+    s.add_argument(
+        "--mode",
+        default=None,
+        help="first-stage retrieval: dense, bm25 or hybrid (default hybrid; dense for an image collection)",
+    )
     s.add_argument("--rrf-k", type=float, default=60.0, help="RRF constant")
     s.add_argument("--weights", default="1,1", help="hybrid weights DENSE,BM25")
     s.add_argument("--filter", dest="path_filter", help="glob on file paths, e.g. 'papers/*.pdf' (or path=GLOB)")
@@ -220,10 +253,10 @@ def _print_report(report) -> None:
             f"{_size(report.size_bytes)}"
         )
         index = report.index
-        if index.get("kind") == "faiss-hnsw":
+        if index.get("recall_at_10") is not None:  # an approximate kind, measured at build
             print(
-                f"  dense index: HNSW {index['params']}, recall@10 {index['recall_at_10']:.3f} vs exact "
-                f"({index['recall_queries']} sample queries)"
+                f"  dense index: {_kind_name(index['kind'])} {index['params']}, "
+                f"recall@10 {index['recall_at_10']:.3f} vs exact ({index['recall_queries']} sample queries)"
             )
         drift = report.corpus_drift
         if drift is not None:
@@ -242,15 +275,15 @@ def _print_report(report) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from embedlab.api.collections import build_collection
-    from embedlab.collection.vectors import ANN_THRESHOLD
     from embedlab.encoders.spec import parse_model_spec
 
     deprecated = _collection_and_folder(args)
-    if (args.folder is None) == (args.dataset is None):
+    if sum(x is not None for x in (args.folder, args.dataset, args.images)) != 1:
         raise EmbedlabError(
-            "give a library folder or --dataset NAME (one of the two)",
+            "give a library folder, --images FOLDER or --dataset NAME (one of the three)",
             expected="embedlab index build NAME FOLDER --model MODEL",
         )
+    limits = image_limits(args)
     from embedlab.collection.layout import CollectionDir
     from embedlab.output import check_output_folder
 
@@ -266,7 +299,7 @@ def run_build(args: argparse.Namespace) -> int:
         folder = corpus_folder(load_dataset(args.dataset), cache_dir=args.cache_dir)
     rules = _library_rules(args)
     report = build_collection(
-        folder,
+        folder if args.images is None else args.images,
         args.collection,
         model=parse_model_spec(args.model),
         chunk_tokens=args.chunk_tokens,
@@ -274,12 +307,16 @@ def run_build(args: argparse.Namespace) -> int:
         root=args.root,
         replace=args.replace,
         cache=False if args.no_cache else (args.cache_dir or True),
-        ann_threshold=args.ann_threshold or ANN_THRESHOLD,
+        ann_threshold=args.ann_threshold,
+        index=args.index,
         follow_links=rules.follow_links,
         exclude=rules.exclude,
         max_pages=rules.max_pages,
         max_text_bytes=rules.max_text_bytes,
         max_chunks=rules.max_chunks,
+        images=args.images is not None,
+        max_image_bytes=limits.max_bytes,
+        max_image_pixels=limits.max_pixels,
         show_progress=not args.no_progress,
     )
     _print_report(report)
@@ -360,8 +397,14 @@ def run_info(args: argparse.Namespace) -> int:
         f"  model:    {data['model']} ({encoder['backend']}, {encoder['pooling']} pooling, "
         f"max {encoder['max_length']} tokens, dim {data['dim']}, {data['metric']})"
     )
-    print(f"  chunking: {chunking['max_tokens']} tokens, overlap {chunking['overlap']} ({chunking['counter']})")
-    reading = data["library"]
+    reading, images = data["library"], data["images"]
+    if images is not None:
+        print(
+            f"  images:   one per document; per image at most {images['max_bytes'] / 1024 / 1024:g} MiB and "
+            f"{images['max_pixels']:,} pixels ({images['decoding']})"
+        )
+    else:
+        print(f"  chunking: {chunking['max_tokens']} tokens, overlap {chunking['overlap']} ({chunking['counter']})")
     print(
         f"  reading:  links out of the folder {'followed' if reading['follow_links'] else 'skipped'}; per file at "
         f"most {reading['max_pages']} PDF pages, {reading['max_text_bytes'] / 1_000_000:g} MB of text, "
@@ -372,10 +415,10 @@ def run_info(args: argparse.Namespace) -> int:
         f"  content:  {counts['files']} files ({kinds}), {counts['pages']} pages, {counts['chunks']} chunks, "
         f"{counts['skipped']} skipped"
     )
-    if index["kind"] == "faiss-hnsw":
-        dense = f"HNSW {index['params']}, recall@10 {index['recall_at_10']} vs exact"
+    if index["kind"] != "exact":
+        dense = f"{_kind_name(index['kind'])} {index['params']}, recall@10 {index['recall_at_10']} vs exact"
     else:
-        dense = f"exact (HNSW from {index['threshold']} chunks)"
+        dense = f"exact ({_kind_name(index.get('ann', 'faiss-hnsw'))} from {index['threshold']} chunks)"
     print(f"  search:   dense {dense}; BM25 k1={data['lexical']['k1']} b={data['lexical']['b']}")
     print(f"  size:     {_size(data['size_bytes'])} (folder {_size(data['folder_bytes'])})")
     print(f"  updated:  {data['updated']} (created {data['created']})")
@@ -401,7 +444,13 @@ def run_search(args: argparse.Namespace) -> int:
     from embedlab.search.pipeline import parse_pipeline
     from embedlab.search.rerank import load_reranker
 
-    MODES.get(args.mode)  # a typo is reported ("Did you mean") before any model is loaded
+    if (args.query is None) == (args.image is None):
+        raise EmbedlabError("give a query or --image FILE (one of the two)", expected='embedlab search NAME "words"')
+    if args.image is not None:
+        response, images = search_by_image(args)
+        return _print_response(args, response, args.path_filter, images=images)
+    if args.mode is not None:
+        MODES.get(args.mode)  # a typo is reported ("Did you mean") before any model is loaded
     weights = parse_weights(args.weights)
     pattern = args.path_filter[5:] if args.path_filter and args.path_filter.startswith("path=") else args.path_filter
     pipeline = parse_pipeline(args.pipeline) if args.pipeline else None
@@ -409,7 +458,8 @@ def run_search(args: argparse.Namespace) -> int:
     # the model is loaded at the first dense search only: `--mode bm25` never loads it
     collection = open_collection(args.collection, model=args.model, root=args.root, load_model=False)
     try:
-        mode, rrf_k, depth, candidates = args.mode, args.rrf_k, args.rerank_depth, 100
+        mode = args.mode or ("dense" if collection.manifest.images is not None else "hybrid")
+        rrf_k, depth, candidates = args.rrf_k, args.rerank_depth, 100
         fusion, rerank_fuse = "rrf", 0.0
         if pipeline is not None:
             chosen = pipeline_options(pipeline, dense_model=collection.dense_model)
@@ -430,8 +480,13 @@ def run_search(args: argparse.Namespace) -> int:
             fusion=fusion,
             rerank_fuse=rerank_fuse,
         )
+        images = collection.manifest.images is not None
     finally:
         collection.close()
+    return _print_response(args, response, pattern, images=images)
+
+
+def _print_response(args: argparse.Namespace, response, pattern: str | None, *, images: bool) -> int:
     if args.json:
         json.dump(response.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
         print()
@@ -443,6 +498,9 @@ def run_search(args: argparse.Namespace) -> int:
 
     before, after = terminal_marks(sys.stdout)  # bold on a terminal, plain when piped; --json keeps **markup**
     for hit in response.hits:
+        if images:  # the row's text is its path: nothing more to show
+            print(f"{hit.rank:>2}. {hit.path}  score {hit.score:.4g}  [id {hit.chunk_id}]")
+            continue
         print(f"{hit.rank:>2}. {hit.path}  p. {hit.page}  score {hit.score:.4g}  [chunk {hit.chunk_id}]")
         print(f"    {hit.marked_snippet(before, after)}")
     t = response.latency_ms
@@ -452,3 +510,8 @@ def run_search(args: argparse.Namespace) -> int:
         f"{response.chunks_searched} chunks: {stages} · total {t['total']:.1f} ms"
     )
     return 0
+
+
+def _kind_name(kind: str) -> str:
+    """How `index build|info` names a vector index kind (HNSW: FAISS's graph, the default)."""
+    return {"faiss-hnsw": "HNSW", "milvus": "Milvus", "chroma": "Chroma"}.get(kind, kind)

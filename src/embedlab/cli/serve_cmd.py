@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "embedlab serve lib --port 8080 --rerank models/scifact-ce",
             "embedlab serve --model all-MiniLM-L6-v2 --model models/scifact-ft --workers 2",
             "embedlab serve scifact --arms arms.toml",
+            "embedlab serve photos --max-image-mb 4",
         ),
     )
     p.add_argument("collection", nargs="?", help="collection name (optional with --model)")
@@ -46,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-file", type=Path, help=f"file holding the API key (default: ${API_KEY_ENV} if set)")
     p.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
     p.add_argument("--max-body", type=int, default=1_048_576, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument(
+        "--max-image-mb",
+        type=float,
+        default=8.0,
+        help="largest query image a client may upload to /v1/search/image, in MiB (default 8)",
+    )
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model (default 1)")
     b = p.add_argument_group("dynamic batching (concurrent requests share one encoder call)")
     b.add_argument("--max-batch", type=int, default=64, help="texts or queries per encoder call (default 64)")
@@ -120,6 +127,12 @@ def _api_key(args: argparse.Namespace) -> str | None:
     return value
 
 
+def _image_bytes(mib: float) -> int:
+    if not mib > 0 or mib == float("inf"):  # also NaN
+        raise EmbedlabError("invalid --max-image-mb", found=repr(mib), expected="a number of MiB > 0")
+    return max(1, round(mib * 1024 * 1024))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -153,6 +166,7 @@ def run_serve(args: argparse.Namespace) -> int:
         api_key=key,
         max_k=args.max_k,
         max_body_bytes=args.max_body,
+        max_image_bytes=_image_bytes(args.max_image_mb),
         feedback_path=args.feedback_db,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,

@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from embedlab.cache.store import space_id
 from embedlab.checksum import file_sha256
 from embedlab.collection.generation import BuildReport, GenerationJob
+from embedlab.collection.images import ImageGenerationJob, check_image_model, image_limits
 from embedlab.collection.layout import CollectionDir
 from embedlab.collection.manifest import Chunking, read_manifest
-from embedlab.collection.vectors import ANN_THRESHOLD, VECTORS
+from embedlab.collection.vectors import ANN_THRESHOLD, VECTORS, ann_choice
 from embedlab.data.chunking import TokenCounter, check_chunk_options, count_words, tokenizer_counter
 from embedlab.data.clean import CLEANING
+from embedlab.data.images import ImageLimits
 from embedlab.data.library import DEFAULT_RULES, LibraryRules, library_files
 from embedlab.encoders.base import Encoder
 from embedlab.encoders.spec import ModelSpec, parse_model_spec
@@ -43,6 +46,13 @@ def _token_counter(
     return count_words, "words"
 
 
+def _job(images: ImageLimits | None, *args: Any, **kwargs: Any) -> GenerationJob:
+    """The job for a collection of documents, or of images (``images``: its decoding limits)."""
+    if images is None:
+        return GenerationJob(*args, **kwargs)
+    return ImageGenerationJob(*args, limits=images, **kwargs)
+
+
 def _spec(model_spec: ModelSpec | str) -> ModelSpec:
     return parse_model_spec(model_spec) if isinstance(model_spec, str) else model_spec
 
@@ -60,12 +70,16 @@ def build(
     use_cache: bool = True,
     ann_threshold: int = ANN_THRESHOLD,
     rules: LibraryRules = DEFAULT_RULES,
+    images: ImageLimits | None = None,
     show_progress: bool = False,
+    ann_index: str | None = None,
 ) -> BuildReport:
     """Index every readable file of ``folder`` into collection ``name`` (a new one, or ``replace=True``).
 
     ``rules`` say which files are read (links out of the folder only with ``follow_links``)
     and cap pages, text and chunks per file; they are kept in the manifest for updates.
+    ``images`` (the decoding limits): an image collection, one image file per document
+    (:mod:`embedlab.collection.images`); chunking options do not apply to it.
     """
     from embedlab.encoders.registry import load_encoder
 
@@ -87,11 +101,16 @@ def build(
         written = f"index={spec.index}" if spec.index != "exact" else f"index_{min(spec.index_options)}"
         raise EmbedlabError(
             f"model option {written} does not apply to collections",
-            hint="a collection searches exactly below --ann-threshold chunks and builds HNSW above it",
+            hint="a collection searches exactly below --ann-threshold chunks and builds HNSW "
+            "(or --index KIND) above it",
         )
+    ann_choice(ann_index, fingerprint="")  # a mistake in --index fails before the model loads
     encoder = load_encoder(spec)
+    ann = ann_choice(ann_index, fingerprint=space_id(encoder.fingerprint.for_role("document")))
+    if images is not None:
+        check_image_model(encoder, spec.name)
     counter, counter_name = _token_counter(encoder)
-    if max_tokens > encoder.fingerprint.max_length:
+    if images is None and max_tokens > encoder.fingerprint.max_length:
         log.warning(
             "chunks of up to %d tokens, but %s reads only %d: the rest of a long chunk is not embedded "
             "(BM25 still sees it); consider --chunk-tokens %d",
@@ -108,7 +127,8 @@ def build(
             if cdir.exists() and not replace:  # built by another process meanwhile
                 raise EmbedlabError(f"collection {name!r} already exists", path=cdir.path)
             previous = read_manifest(cdir.live()) if cdir.exists() else None
-            job = GenerationJob(
+            job = _job(
+                images,
                 cdir,
                 library,
                 spec,
@@ -122,6 +142,7 @@ def build(
                 use_cache,
                 show_progress,
                 rules=rules,
+                ann=ann,
             )
             return job.run()
     except EmbedlabError:
@@ -165,7 +186,8 @@ def update(
                 hint=f"rebuild: `embedlab index build {previous.source_folder} --collection {name} "
                 f"--model {previous.model} --replace`",
             )
-        job = GenerationJob(
+        job = _job(
+            image_limits(previous),
             cdir,
             library,
             spec,
@@ -179,5 +201,6 @@ def update(
             use_cache,
             show_progress,
             rules=previous.library.rules(),
+            ann=(previous.index.ann, previous.index.ann_options),
         )
         return job.run()

@@ -215,6 +215,19 @@ class Collection:
             rerank_fuse=rerank_fuse,
         )
 
+    def search_image(self, image: bytes | str | Path, *, k: int = 10, path_filter: str | None = None) -> SearchResponse:
+        """The best ``k`` rows for a query image (a file, or its bytes): dense search through the
+        model's image tower (:func:`embedlab.collection.image_search.search_image`)."""
+        from embedlab.collection.image_search import search_image
+        from embedlab.collection.images import image_limits
+        from embedlab.data.images import DEFAULT_LIMITS, read_image_bytes
+
+        if isinstance(image, bytes):
+            return search_image(self, image, name="upload", k=k, path_filter=path_filter)
+        path = Path(image).expanduser()
+        data = read_image_bytes(path, limits=image_limits(self.manifest) or DEFAULT_LIMITS)
+        return search_image(self, data, name=str(path), k=k, path_filter=path_filter)
+
     def is_stale(self) -> bool:
         """True when another generation has become live since this one was opened."""
         try:
@@ -308,4 +321,5 @@ def info(name: str, *, root: str | Path | None = None) -> CollectionInfo:
         "versions": manifest.versions,
         "skipped": skipped,
         "corpus_drift": None if manifest.corpus_drift is None else manifest.corpus_drift.model_dump(),
+        "images": None if manifest.images is None else manifest.images.model_dump(),
     }

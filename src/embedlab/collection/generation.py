@@ -39,6 +39,7 @@ from embedlab.collection.manifest import (
     CorpusDrift,
     Counts,
     DenseIndexInfo,
+    ImageReading,
     LexicalInfo,
     LibraryReading,
     Manifest,
@@ -46,8 +47,8 @@ from embedlab.collection.manifest import (
     write_manifest,
 )
 from embedlab.collection.vectors import VECTORS, build_dense_index, load_vectors, write_vectors
-from embedlab.data.chunking import TokenCounter, iter_chunks
-from embedlab.data.ingest import SUPPORTED_SUFFIXES, Skipped, read_or_skip
+from embedlab.data.chunking import Chunk, TokenCounter, iter_chunks
+from embedlab.data.ingest import SUPPORTED_SUFFIXES, Skipped, SourceDocument, read_or_skip
 from embedlab.data.library import DEFAULT_RULES, LibraryRules, display_path, file_digest, library_files, over_cap
 from embedlab.encoders.base import Encoder, EncodeStats
 from embedlab.encoders.spec import ModelSpec
@@ -114,9 +115,11 @@ class GenerationJob:
         show_progress: bool,
         *,
         rules: LibraryRules = DEFAULT_RULES,
+        ann: tuple[str, dict[str, bool | int | float | str]] | None = None,
     ) -> None:
         self.cdir, self.library, self.spec, self.encoder = cdir, library, spec, encoder
         self.rules = rules
+        self.ann = ann or ("faiss-hnsw", {})  # the approximate kind and its options (vectors.build_dense_index)
         self.chunking, self.counter, self.threshold = chunking, counter, threshold
         self.previous, self.reuse = previous, reuse
         self.cache_dir, self.use_cache, self.show_progress = cache_dir, use_cache, show_progress
@@ -191,8 +194,8 @@ class GenerationJob:
                 self.keep.append(rel)
             elif rel in old_skipped and old_skipped[rel][0] == digest:
                 skipped.append((rel, old_skipped[rel][1], digest))
-            elif entry.suffix.lower() not in SUPPORTED_SUFFIXES:
-                skipped.append((rel, _reason(read_or_skip(entry, root=self.library, rules=self.rules)), digest))
+            elif (reason := self._unsupported(entry)) is not None:
+                skipped.append((rel, reason, digest))
             else:
                 read.append((entry, rel, digest))
         return read, skipped
@@ -234,36 +237,17 @@ class GenerationJob:
                 progress_bar(total=len(read), desc="index", unit="files", enabled=self.show_progress) as bar,
             ):
                 for path, rel, digest in read:
-                    item = read_or_skip(path, root=self.library, rules=self.rules)
+                    got = self._read(path, rel, digest)
                     bar.update(1)
-                    if isinstance(item, Skipped):
-                        skipped.append((rel, item.reason, digest))
+                    if isinstance(got, str):
+                        skipped.append((rel, got, digest))
                         continue
-                    cap = self.rules.max_chunks
-                    chunks = list(
-                        itertools.islice(
-                            iter_chunks(
-                                item,
-                                max_tokens=self.chunking.max_tokens,
-                                overlap=self.chunking.overlap,
-                                count_tokens=self.counter,
-                            ),
-                            cap + 1,
-                        )
-                    )
-                    if len(chunks) > cap:
-                        reason = over_cap(f"more than {cap} chunks", "max_chunks", f"{cap} chunks").one_line()
-                        log.info("skipped %s: %s", rel, reason)
-                        skipped.append((rel, reason, digest))
-                        continue
-                    if not chunks:
-                        skipped.append((rel, "no text to index", digest))
-                        continue
+                    item, chunks = got
                     ids = list(range(next_id, next_id + len(chunks)))
                     next_id += len(chunks)
                     writer.add_file(item, chunks, ids)
                     self.indexed.append(rel)
-                    pending.extend(c.text for c in chunks)
+                    pending.extend(self._inputs(item, chunks))
                     if len(pending) >= ENCODE_GROUP:
                         new_count += self._encode(pending, sink, cache)
                         pending = []
@@ -280,8 +264,8 @@ class GenerationJob:
             raise EmbedlabError(
                 "nothing to index",
                 path=self.library,
-                found=f"{files} readable files with text, {skipped_count} skipped",
-                expected="PDF, text, Markdown or HTML files with text (" + ", ".join(SUPPORTED_SUFFIXES) + ")",
+                found=f"{files} {self.counted}, {skipped_count} skipped",
+                expected=self.wanted,
             )
         if self.reuse is not None and self.previous is not None and new_count == 0 and len(kept_rows) == len(old_ids):
             writer.close()
@@ -301,7 +285,9 @@ class GenerationJob:
             del kept_from
             lexical_info = build_lexical(writer.texts(), work)
             writer.close()
-            index_info = build_dense_index(load_vectors(work / VECTORS), work, threshold=self.threshold)
+            index_info = build_dense_index(
+                load_vectors(work / VECTORS), work, threshold=self.threshold, ann=self.ann[0], ann_options=self.ann[1]
+            )
         part.unlink(missing_ok=True)
         counts = Counts(files=files, pages=pages, chunks=chunk_count, skipped=skipped_count)
         manifest = self._manifest(work, number, counts, next_id, index_info, lexical_info)
@@ -331,13 +317,61 @@ class GenerationJob:
             method=test.method,
         )
 
-    def _encode(self, texts: list[str], sink, cache: EmbeddingCache | None) -> int:
-        if not texts:
+    def _encode(self, inputs: list, sink, cache: EmbeddingCache | None) -> int:
+        if not inputs:
             return 0
-        vectors = self.encoder.encode(texts, role="document", cache=cache, stats=self.stats)
+        vectors = self._embed(inputs, cache)
         sink.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
         crash_point("group")
-        return len(texts)
+        return len(inputs)
+
+    # ------------------------------------------------------------------ what a file becomes (images: images.py)
+
+    wanted = "PDF, text, Markdown or HTML files with text (" + ", ".join(SUPPORTED_SUFFIXES) + ")"
+    counted = "readable files with text"  # what "nothing to index" counts
+
+    def _unsupported(self, entry: Path) -> str | None:
+        """Why a listed file is not read at all (its type), or None."""
+        if entry.suffix.lower() in SUPPORTED_SUFFIXES:
+            return None
+        return _reason(read_or_skip(entry, root=self.library, rules=self.rules))
+
+    def _read(self, path: Path, rel: str, digest: str) -> tuple[SourceDocument, list[Chunk]] | str:
+        """A new or changed file's document and chunks (``digest``: its SHA-256 when listed), or the
+        one-line reason it is skipped."""
+        item = read_or_skip(path, root=self.library, rules=self.rules)
+        if isinstance(item, Skipped):
+            return item.reason
+        cap = self.rules.max_chunks
+        chunks = list(
+            itertools.islice(
+                iter_chunks(
+                    item,
+                    max_tokens=self.chunking.max_tokens,
+                    overlap=self.chunking.overlap,
+                    count_tokens=self.counter,
+                ),
+                cap + 1,
+            )
+        )
+        if len(chunks) > cap:
+            reason = over_cap(f"more than {cap} chunks", "max_chunks", f"{cap} chunks").one_line()
+            log.info("skipped %s: %s", rel, reason)
+            return reason
+        if not chunks:
+            return "no text to index"
+        return item, chunks
+
+    def _inputs(self, item: SourceDocument, chunks: list[Chunk]) -> list:
+        """What the encoder gets for the file's chunks (their texts)."""
+        return [c.text for c in chunks]
+
+    def _embed(self, inputs: list, cache: EmbeddingCache | None) -> np.ndarray:
+        return self.encoder.encode(inputs, role="document", cache=cache, stats=self.stats)
+
+    def _images(self) -> ImageReading | None:
+        """An image collection's decoding limits, for its manifest (None: documents)."""
+        return None
 
     def _manifest(
         self,
@@ -380,6 +414,7 @@ class GenerationJob:
             updated=now,
             versions=versions,
             corpus_drift=self.corpus_drift,
+            images=self._images(),
         )
 
     # ------------------------------------------------------------------ switching

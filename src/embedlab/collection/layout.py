@@ -202,9 +202,25 @@ class CollectionDir:
         for entry in sorted(self.path.iterdir()) if self.path.is_dir() else []:
             stale_generation = _GENERATION.match(entry.name) and entry.name != live and not damaged
             if entry.is_dir() and (_TEMP.match(entry.name) or stale_generation):
+                if stale_generation:
+                    _discard_index(entry)
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry.name)
         return removed
+
+
+def _discard_index(generation: Path) -> None:
+    """Free what a stale generation's vector index holds outside its folder (a Milvus or Chroma
+    server collection: each generation writes its own, see embedlab.index.external)."""
+    from embedlab.collection.manifest import read_manifest
+    from embedlab.index import INDEXES
+
+    try:
+        info = read_manifest(generation).index
+    except EmbedlabError:  # a damaged stale generation: nothing known to free
+        return
+    if info.kind in INDEXES.names():
+        INDEXES.get(info.kind).discard(generation, info)
 
 
 def link_tree(source: Path, target: Path, *, skip: set[str]) -> None:

@@ -66,6 +66,15 @@ class LibraryReading(_Frozen):
         )
 
 
+class ImageReading(_Frozen):
+    """An image collection (``index build --images``): each image file is one document, decoded and
+    limited as :mod:`embedlab.data.images` says; the limits are kept so that updates read alike."""
+
+    max_bytes: int = Field(gt=0)  # per file, checked before it is read
+    max_pixels: int = Field(gt=0)  # per image, from the header before decoding (decompression bombs)
+    decoding: str  # embedlab.data.images.DECODING when it was built
+
+
 class Counts(_Frozen):
     files: int = Field(ge=0)
     pages: int = Field(ge=0)
@@ -85,9 +94,12 @@ class VectorFile(_Frozen):
 class DenseIndexInfo(IndexInfo):
     """The collection's vector index (:class:`~embedlab.index.base.IndexInfo`: kind, file and its
     SHA-256, parameters, recall@10 measured at build time for approximate kinds), and the
-    ``threshold``: below that many chunks a collection is searched exactly (see ``vectors.py``)."""
+    ``threshold``: below that many chunks a collection is searched exactly (see ``vectors.py``),
+    at or above it with the ``ann`` kind and its options."""
 
     threshold: int = Field(gt=0)
+    ann: str = "faiss-hnsw"  # the kind built at or above the threshold (`index build --index KIND`)
+    ann_options: dict[str, bool | int | float | str] = Field(default_factory=dict)  # its options, kept for updates
 
 
 class LexicalInfo(_Frozen):
@@ -135,6 +147,7 @@ class Manifest(_Frozen):
     updated: str
     versions: dict[str, str]
     corpus_drift: CorpusDrift | None = None  # an update that added >= MIN_DRIFT_CHUNKS chunks
+    images: ImageReading | None = None  # set: an image collection (one image per document, no chunking)
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

@@ -5,19 +5,21 @@ Persistence is this module's; search is the common index layer's (:mod:`embedlab
 Below ``threshold`` chunks a collection is searched exactly (``exact``); at or above it an
 HNSW graph (``faiss-hnsw``) is built, its efSearch tuned until recall@10 against exact search
 reaches 0.95 (measured at build time on a seeded sample of the chunk vectors, stored in the
-manifest), and saved as ``hnsw.faiss`` with its SHA-256.  A path filter is passed to the index
-as rows (exact over those rows when they are few).
+manifest), and saved as ``hnsw.faiss`` with its SHA-256; ``index build --index KIND[:options]``
+builds another registered kind instead (``milvus``, ``chroma``: their own store per generation).
+A path filter is passed to the index as rows (exact over those rows when they are few).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from embedlab.collection.manifest import DenseIndexInfo
 from embedlab.errors import EmbedlabError
-from embedlab.index import VectorIndex, build_index, load_index
+from embedlab.index import INDEXES, VectorIndex, build_index, load_index
 
 VECTORS = "vectors.npy"
 ANN_THRESHOLD = 50_000
@@ -65,12 +67,46 @@ def load_vectors(path: Path) -> np.ndarray:
         ) from None
 
 
-def build_dense_index(vectors: np.ndarray, folder: Path, *, threshold: int) -> DenseIndexInfo:
-    """Exact below ``threshold`` rows; else build, measure and save (in ``folder``) an HNSW graph."""
+AnnChoice = tuple[str, dict[str, bool | int | float | str]]
+
+
+def ann_choice(text: str | None, *, fingerprint: str) -> AnnChoice:
+    """``KIND[:key=value,...]`` (``index build --index``; None: ``faiss-hnsw``) -> the kind and its
+    options as given, validated (one line, "Did you mean", on a mistake).  A kind that stores the
+    vectors elsewhere (``milvus``, ``chroma``) also gets the encoder ``fingerprint`` (the
+    embedding cache's space id of the documents), which it keeps with its store and checks on load."""
+    if text is None:
+        return "faiss-hnsw", {}
+    name, _, rest = text.partition(":")
+    kind = INDEXES.get(name.strip())
+    values: dict[str, object] = {}
+    for item in filter(str.strip, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise EmbedlabError(f"cannot read index option {item!r} in {text!r}", expected="KIND:key=value,...")
+        values[key.strip()] = value.strip()
+    options = kind.validate_options(values).model_dump(include=set(values))
+    if "fingerprint" in kind.Options.model_fields:
+        options["fingerprint"] = fingerprint
+    return kind.kind, options
+
+
+def build_dense_index(
+    vectors: np.ndarray,
+    folder: Path,
+    *,
+    threshold: int,
+    ann: str = "faiss-hnsw",
+    ann_options: Mapping[str, bool | int | float | str] | None = None,
+) -> DenseIndexInfo:
+    """Exact below ``threshold`` rows; else build, measure and save (in ``folder``) an ``ann``
+    index (default an HNSW graph searched exactly for small path filters)."""
+    chosen = dict(ann_options or {})
     if len(vectors) < threshold:
-        return DenseIndexInfo(kind="exact", threshold=threshold)
-    index = build_index("faiss-hnsw", vectors, options={"exact_below": threshold})
-    return DenseIndexInfo(threshold=threshold, **index.save(folder).model_dump())
+        return DenseIndexInfo(kind="exact", threshold=threshold, ann=ann, ann_options=chosen)
+    options = {"exact_below": threshold, **chosen} if ann == "faiss-hnsw" else chosen
+    info = build_index(ann, vectors, options=options).save(folder)
+    return DenseIndexInfo(threshold=threshold, ann=ann, ann_options=chosen, **info.model_dump())
 
 
 def open_dense_index(vectors: np.ndarray, info: DenseIndexInfo, folder: Path) -> VectorIndex:

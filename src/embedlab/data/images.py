@@ -85,14 +85,18 @@ def image_sha256(path: Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> bytes:
     return digest.digest()
 
 
-def read_image(path: Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> Image:
-    """The file decoded to an upright RGB image (rules in the module docstring)."""
+def read_image_bytes(path: Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> bytes:
+    """The file's bytes, its size checked before it is read."""
     _checked_size(path, limits)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as err:
         raise EmbedlabError(f"cannot read image ({err.strerror})", path=path) from None
-    return decode_image(data, where=path, limits=limits)
+
+
+def read_image(path: Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> Image:
+    """The file decoded to an upright RGB image (rules in the module docstring)."""
+    return decode_image(read_image_bytes(path, limits=limits), where=path, limits=limits)
 
 
 def decode_image(data: bytes, *, where: Path, limits: ImageLimits = DEFAULT_LIMITS) -> Image:

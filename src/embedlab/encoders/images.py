@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embedlab.data.images import DECODING, DEFAULT_LIMITS, ImageLimits, image_sha256, read_image
+from embedlab.data.images import DECODING, DEFAULT_LIMITS, ImageLimits, decode_image, image_sha256, read_image
 from embedlab.encoders.base import Fingerprint, Role
 
 if TYPE_CHECKING:
@@ -94,6 +94,31 @@ def image_space(fingerprint: Fingerprint, role: Role) -> dict[str, object]:
     return {**fingerprint.for_role(role), "input": "image"}
 
 
+def image_preprocess(encoder: Encoder) -> ImagePreprocess:
+    """The encoder's image preprocessing; one line when it has no image tower."""
+    from embedlab.errors import EmbedlabError
+
+    preprocess = getattr(encoder, "preprocess", None)
+    if "image" not in encoder.modalities or not isinstance(preprocess, ImagePreprocess):
+        raise EmbedlabError(
+            f"model {encoder.fingerprint.model!r} cannot encode images (it encodes text only)",
+            hint="use an image model (efficientnet-lite0, vit-s14-focus) or a CLIP/SigLIP model folder",
+        )
+    return preprocess
+
+
+def encode_image_query(
+    encoder: Encoder, data: bytes, *, where: Path, limits: ImageLimits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """One query image (a file's or an upload's bytes; ``where`` names it in errors) -> its vector.
+
+    Never cached, like text queries (what a user waits for is the encode, and a query image is
+    rarely seen twice); decoded with the same rules and limits as collection images."""
+    preprocess = image_preprocess(encoder)
+    image = decode_image(data, where=where, limits=limits)
+    return encoder._finish(encoder.encode_image_batch(preprocess.pixels([image])))[0]
+
+
 def encode_images(
     encoder: Encoder,
     paths: Sequence[Path],
@@ -105,14 +130,7 @@ def encode_images(
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> np.ndarray:
     """Image files -> vectors (one row each), through the encoder's cache loop."""
-    from embedlab.errors import EmbedlabError
-
-    preprocess = getattr(encoder, "preprocess", None)
-    if "image" not in encoder.modalities or not isinstance(preprocess, ImagePreprocess):
-        raise EmbedlabError(
-            f"model {encoder.fingerprint.model!r} cannot encode images (it encodes text only)",
-            hint="use an image model (efficientnet-lite0, vit-s14-focus) or a CLIP/SigLIP model folder",
-        )
+    preprocess = image_preprocess(encoder)
     files = [Path(p) for p in paths]
     keys = [image_sha256(p, limits=limits) for p in files]
     sizes = [p.stat().st_size for p in files]

@@ -183,7 +183,7 @@ class BiEncoderReranker:
         self.cache: EmbeddingCache | None = None  # set by the caller (evaluation); None when serving
         self._encoder: Encoder | None = None
         self._lock = threading.Lock()
-        self._vectors: dict[str, np.ndarray] = {}  # passage text -> vector (precompute)
+        self._vectors: dict[str | tuple[str, str], np.ndarray] = {}  # text, or ("image", path) -> vector
 
     def encoder(self) -> Encoder:
         with self._lock:
@@ -194,29 +194,54 @@ class BiEncoderReranker:
             return self._encoder
 
     def precompute(
-        self, texts: Sequence[str], *, cache: EmbeddingCache | None, stats: EncodeStats, show_progress: bool = False
+        self,
+        texts: Sequence[str | Path],
+        *,
+        cache: EmbeddingCache | None,
+        stats: EncodeStats,
+        show_progress: bool = False,
     ) -> None:
-        """Encode passages ahead (their vectors are kept in memory: 4 x dim bytes each)."""
-        unique = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if unique:
-            vectors = self.encoder().encode(
-                unique, role="document", cache=cache, stats=stats, show_progress=show_progress
-            )
-            self._vectors.update(zip(unique, vectors, strict=True))
+        """Encode passages ahead (kept in memory: 4 x dim bytes each); a ``Path`` is an image document."""
+        unique = [t for t in dict.fromkeys(texts) if _key(t) not in self._vectors]
+        self._vectors.update(self._encode(unique, cache=cache, stats=stats, show_progress=show_progress))
 
-    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+    def _encode(
+        self, items: list[str | Path], *, cache: EmbeddingCache | None, stats: EncodeStats | None, show_progress: bool
+    ) -> dict[str | tuple[str, str], np.ndarray]:
+        """Documents -> vectors by key: texts through the text tower, image files through the image tower."""
+        out: dict[str | tuple[str, str], np.ndarray] = {}
+        encoder = self.encoder()
+        texts = [t for t in items if isinstance(t, str)]
+        images = [t for t in items if isinstance(t, Path)]
+        if texts:
+            vectors = encoder.encode(texts, role="document", cache=cache, stats=stats, show_progress=show_progress)
+            out.update(zip(texts, vectors, strict=True))
+        if images:
+            vectors = encoder.encode_images(
+                images, role="document", cache=cache, stats=stats, show_progress=show_progress
+            )
+            out.update(zip(map(_key, images), vectors, strict=True))
+        return out
+
+    def score(self, query: str | Path, texts: Sequence[str | Path]) -> list[float]:
+        """Inner products with the query's vector; a ``Path`` query or document is an image file (a
+        two-stage image pipeline: a cheap backbone's top ``depth`` re-scored by an aligned tower)."""
         if not texts:
             return []
         encoder = self.encoder()
-        q = encoder.encode([query], role="query")[0]
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        fresh = (
-            dict(zip(missing, encoder.encode(missing, role="document", cache=self.cache), strict=True))
-            if missing
-            else {}
-        )
-        docs = np.stack([self._vectors[t] if t in self._vectors else fresh[t] for t in texts])
+        if isinstance(query, Path):
+            q = encoder.encode_images([query], role="query")[0]
+        else:
+            q = encoder.encode([query], role="query")[0]
+        missing = [t for t in dict.fromkeys(texts) if _key(t) not in self._vectors]
+        fresh = self._encode(missing, cache=self.cache, stats=None, show_progress=False) if missing else {}
+        docs = np.stack([self._vectors[_key(t)] if _key(t) in self._vectors else fresh[_key(t)] for t in texts])
         return [float(v) for v in docs @ q]
+
+
+def _key(item: str | Path) -> str | tuple[str, str]:
+    """A document's key among a bi-encoder's kept vectors: its text, or ("image", path)."""
+    return item if isinstance(item, str) else ("image", str(item))
 
 
 def stage_scores(previous: Sequence[float], new: Sequence[float], *, weight: float) -> list[float]:

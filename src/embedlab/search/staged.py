@@ -10,6 +10,12 @@ by its score or by a weighted mix with the previous stage's (``fuse=weighted:W``
 re-ranked depth the previous order is kept, with scores strictly below every re-ranked score,
 so a ``Run`` (ordered by score) keeps the pipeline's order.
 
+Images: a document with an image file is re-ranked as that file, and image queries go through
+:meth:`PipelineRetriever.search_images` (one first stage with an image tower); only a ``bi:``
+stage reads images (with its own towers: a cheap backbone's top ``depth`` re-scored by an
+aligned or larger model, ``efficientnet-lite0 >> bi:ALIGNED@50``); a text re-ranker given an
+image is one line.
+
 The documents are held in memory (their texts are needed by the re-rankers, and each
 first-stage retriever reads them once): fine for evaluation corpora, not for a 50M corpus.
 """
@@ -17,11 +23,13 @@ first-stage retriever reads them once): fine for evaluation corpora, not for a 5
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from embedlab.cache.store import EmbeddingCache
 from embedlab.data.beir import Document
 from embedlab.data.types import Run
 from embedlab.encoders.base import EncodeStats
+from embedlab.errors import EmbedlabError
 from embedlab.payloads import Conditions, SizeInfo
 from embedlab.search.fusion import fuse
 from embedlab.search.pipeline import PipelineSpec
@@ -37,7 +45,7 @@ class PipelineRetriever(Retriever):
         self.rerankers: list[Reranker] = (
             rerankers if rerankers is not None else [load_reranker(stage.reranker) for stage in spec.rerank]
         )
-        self.texts: dict[str, str] = {}
+        self.texts: dict[str, str | Path] = {}  # what a re-ranker reads: the text, or an image document's file
 
     def variant(self, spec: PipelineSpec, *, rerankers: list[Reranker] | None = None) -> PipelineRetriever:
         """The same indexed first stage with other re-rank settings (``tune depth``: one index, many
@@ -57,7 +65,7 @@ class PipelineRetriever(Retriever):
         show_progress: bool = False,
     ) -> None:
         docs = list(documents)
-        self.texts = {d.id: d.content for d in docs}
+        self.texts = {d.id: d.image if d.image is not None else d.content for d in docs}
         for stage in self.stages:  # each stage counts its own texts, so a hybrid counts the corpus twice
             stage.index(iter(docs), cache=cache, stats=stats, show_progress=show_progress)
         for reranker in self.rerankers:  # a bi-encoder stage's passage vectors, ahead like an index's
@@ -79,13 +87,20 @@ class PipelineRetriever(Retriever):
             method=self.spec.fusion.method,
         )
 
-    def _rerank(self, run: Run, queries: dict[str, str], k: int) -> Run:
+    def _rerank(self, run: Run, queries: dict[str, str] | dict[str, Path], k: int) -> Run:
         out: dict[str, dict[str, float]] = {}
         for query_id in run.query_ids:
             ranking = run.ranking(query_id)
             for stage, reranker in zip(self.spec.rerank, self.rerankers, strict=True):
                 top = ranking[: stage.depth]
-                scores = [float(s) for s in reranker.score(queries[query_id], [self.texts[d] for d, _ in top])]
+                items = [self.texts[d] for d, _ in top]
+                query = queries[query_id]
+                if isinstance(reranker, BiEncoderReranker):
+                    scores = [float(s) for s in reranker.score(query, items)]
+                else:
+                    scores = [
+                        float(s) for s in reranker.score(_text(query, reranker), [_text(t, reranker) for t in items])
+                    ]
                 scores = stage_scores([s for _, s in top], scores, weight=stage.fuse)
                 order = sorted(range(len(top)), key=lambda i: (-scores[i], i))
                 reranked = [(top[i][0], scores[i]) for i in order]
@@ -96,8 +111,15 @@ class PipelineRetriever(Retriever):
         return Run(out, name=self.label)
 
     def search(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
-        depth = max([k, *(stage.depth for stage in self.spec.rerank)])
-        run = self._first(queries, depth, cache=cache, stats=stats)
+        run = self._first(queries, self._depth(k), cache=cache, stats=stats)
+        return self._reranked(run, queries, k, cache=cache)
+
+    def _depth(self, k: int) -> int:
+        return max([k, *(stage.depth for stage in self.spec.rerank)])
+
+    def _reranked(
+        self, run: Run, queries: dict[str, str] | dict[str, Path], k: int, *, cache: EmbeddingCache | None
+    ) -> Run:
         for reranker in self.rerankers:  # bi-encoder stages read passage vectors from the cache
             if isinstance(reranker, BiEncoderReranker):
                 reranker.cache = cache
@@ -110,6 +132,27 @@ class PipelineRetriever(Retriever):
 
     def search_one(self, text: str, k: int) -> list[tuple[str, float]]:
         run = self.search({"q": text}, k, cache=None, stats=EncodeStats())
+        return run.ranking("q")[:k]
+
+    def modalities(self) -> frozenset[str]:
+        """Image queries need a single first stage with an image tower (BM25 and fusion read words)."""
+        return self.stages[0].modalities() if len(self.stages) == 1 else frozenset({"text"})
+
+    def search_images(
+        self, images: dict[str, Path], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats
+    ) -> Run:
+        """The two-stage image pipeline: the first stage's image search, its top ``depth`` re-scored
+        (a ``bi:`` stage encodes the query image and the candidate images with its own towers)."""
+        if len(self.stages) != 1:
+            raise EmbedlabError(
+                f"pipeline {self.label!r} fuses several first stages; image queries take one",
+                expected="one image model first, e.g. 'efficientnet-lite0 >> bi:MODEL@50'",
+            )
+        run = self.stages[0].search_images(images, self._depth(k), cache=cache, stats=stats)
+        return self._reranked(run, images, k, cache=cache)
+
+    def search_image_one(self, image: Path, k: int) -> list[tuple[str, float]]:
+        run = self.search_images({"q": image}, k, cache=None, stats=EncodeStats())
         return run.ranking("q")[:k]
 
     def describe(self) -> dict[str, object]:
@@ -152,3 +195,13 @@ class PipelineRetriever(Retriever):
             if len(self.stages) == 1
             else {"stages": [stage.conditions() for stage in self.stages]}
         )
+
+
+def _text(item: str | Path, reranker: Reranker) -> str:
+    """What a text re-ranker reads; an image (query or document) is one line: only ``bi:`` reads images."""
+    if isinstance(item, Path):
+        raise EmbedlabError(
+            f"re-ranker {reranker.name!r} reads text; image queries and documents need a bi-encoder stage",
+            expected="'bi:MODEL@DEPTH' with an image or CLIP/SigLIP model",
+        )
+    return item

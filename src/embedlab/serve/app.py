@@ -14,6 +14,8 @@ Routes (JSON unless said otherwise):
 - With ``--arms FILE`` (:mod:`embedlab.serve.arms`): searches go to A/B arms (a traffic split by
   session, or team-draft interleaving of two arms), the response and the logged search name the arm
   (``arm``; interleaved hits carry their own ``arm``), and ``GET /v1/arms`` shows the arms in force.
+- ``POST /v1/search/image``: a query image (raw ``image/*`` body, or JSON ``{"image": base64}``),
+  ``GET /v1/images/{id}``: an image collection's image as a thumbnail (:mod:`embedlab.serve.image_routes`).
 - ``GET /healthz`` (collection, generation, chunks), ``GET /metrics`` (Prometheus text),
   ``GET /`` (the web page) and ``/static/*``.
 
@@ -100,6 +102,7 @@ class ServeConfig:
     max_inputs: int = 2048  # texts in one /v1/embeddings request
     cache_dir: Path | None = None  # the embedding cache for /v1/embeddings (None: no cache)
     arms: Path | None = None  # A/B arms file (embedlab.serve.arms); None: the collection alone
+    max_image_bytes: int = 8 * 1024 * 1024  # an uploaded query image (POST /v1/search/image)
 
     def __post_init__(self) -> None:
         if self.collection is None and not self.models:
@@ -117,6 +120,10 @@ class ServeConfig:
                 "invalid batching options",
                 found=f"max batch {self.max_batch}, max wait {self.max_wait_ms} ms, queue {self.max_queue}",
                 expected="max batch 1-4096, max wait 0-1000 ms, queue >= max batch",
+            )
+        if not 1024 <= self.max_image_bytes <= 256 * 1024 * 1024:
+            raise EmbedlabError(
+                "invalid image upload limit", found=f"{self.max_image_bytes} bytes", expected="1 KiB to 256 MiB"
             )
         if not 1 <= self.max_inputs <= 100_000:
             raise EmbedlabError("invalid max inputs", found=str(self.max_inputs), expected="1 to 100000")
@@ -181,6 +188,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     except ImportError:
         raise EmbedlabError("serving needs FastAPI and uvicorn", hint='pip install "embedlab[serve]"') from None
     from embedlab.search.rerank import load_reranker
+    from embedlab.serve.image_routes import IMAGE_SEARCH, add_image_routes, image_health, upload_limit
 
     metrics = Metrics()
     started_at = int(time.time())
@@ -263,7 +271,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     if router is not None:
         batchers.update(router.extra_batchers)
     app.state.batchers = batchers
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, openai_paths=OPENAI_PATHS)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=config.max_body_bytes,
+        openai_paths=OPENAI_PATHS,
+        per_path={IMAGE_SEARCH: max(config.max_body_bytes, upload_limit(config.max_image_bytes))},
+    )
 
     templates: set[str] = set()  # the route templates, filled once every route is registered (below)
 
@@ -334,6 +347,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             from embedlab.serve.arms import add_arms_route
 
             add_arms_route(app, router)
+        add_image_routes(app, config, live, metrics, search_log)
 
     if models:
 
@@ -360,6 +374,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 chunks=len(current),
                 max_k=config.max_k,
                 reranker=reranker.name if reranker else None,
+                **image_health(current),
             )
         return JSONResponse(info)
 

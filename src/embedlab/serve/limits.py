@@ -36,23 +36,32 @@ async def _refuse(send: Send, max_bytes: int, *, openai: bool) -> None:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, openai_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        openai_paths: frozenset[str] = frozenset(),
+        per_path: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.openai_paths = openai_paths  # answered in OpenAI's error shape
+        self.per_path = dict(per_path or {})  # routes with their own limit (an image upload)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         for key, value in scope.get("headers", ()):
             if key == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = self.max_bytes + 1
-                if declared > self.max_bytes:
-                    await _refuse(send, self.max_bytes, openai=scope.get("path") in self.openai_paths)
+                    declared = limit + 1
+                if declared > limit:
+                    await _refuse(send, limit, openai=scope.get("path") in self.openai_paths)
                     return
         seen = 0
         state = {"started": False, "refused": False}
@@ -64,10 +73,10 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes and not state["started"]:
+                if seen > limit and not state["started"]:
                     # answer now; the app sees a client that went away, and its own answer is dropped
                     state["refused"] = True
-                    await _refuse(send, self.max_bytes, openai=scope.get("path") in self.openai_paths)
+                    await _refuse(send, limit, openai=scope.get("path") in self.openai_paths)
                     return {"type": "http.disconnect"}
             return message
 

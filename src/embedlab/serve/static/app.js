@@ -4,9 +4,10 @@
 const $ = (id) => document.getElementById(id);
 const session = Math.random().toString(36).slice(2);
 let last = null; // the last search response
+let imageCollection = false; // results are images: show thumbnails (from /healthz)
 
-function headers() {
-  const h = { "Content-Type": "application/json" };
+function headers(contentType) {
+  const h = { "Content-Type": contentType || "application/json" };
   const key = $("key").value || localStorage.getItem("embedlab_api_key") || "";
   if (key) {
     h["X-API-Key"] = key;
@@ -17,8 +18,10 @@ function headers() {
   return h;
 }
 
-async function post(path, body) {
-  const response = await fetch(path, { method: "POST", headers: headers(), body: JSON.stringify(body) });
+async function post(path, body, contentType) {
+  // a JSON body, or (with contentType) a raw one such as an image file
+  const payload = contentType ? body : JSON.stringify(body);
+  const response = await fetch(path, { method: "POST", headers: headers(contentType), body: payload });
   const data = await response.json().catch(() => ({ error: "HTTP " + response.status }));
   if (!response.ok) throw new Error(data.error || "HTTP " + response.status);
   return data;
@@ -69,6 +72,11 @@ function documentUrl(hit) {
   return "/v1/documents/" + path + (hit.path.toLowerCase().endsWith(".pdf") ? "#page=" + hit.page : "");
 }
 
+function imageUrl(hit, size) {
+  // by row id: the server looks the file up itself, so no path is ever sent to it
+  return "/v1/images/" + encodeURIComponent(hit.chunk_id) + "?size=" + size;
+}
+
 async function feedback(hit, kind, button) {
   const body = {
     query: last.query, chunk_id: hit.chunk_id, kind: kind, rank: hit.rank, mode: last.mode,
@@ -98,14 +106,14 @@ function render(response) {
     where.className = "where";
     const link = document.createElement("a");
     link.className = "open";
-    link.href = documentUrl(hit);
+    link.href = imageCollection ? imageUrl(hit, 1024) : documentUrl(hit);
     link.target = "_blank";
     link.rel = "noopener";
     link.textContent = hit.path;
     link.addEventListener("click", () => feedback(hit, "click", null));
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.textContent = (hit.page ? "page " + hit.page + " · " : "") + "score " + hit.score.toPrecision(4);
+    meta.textContent = (hit.page && !imageCollection ? "page " + hit.page + " · " : "") + "score " + hit.score.toPrecision(4);
     where.append(link, meta);
     const buttons = document.createElement("div");
     buttons.className = "feedback";
@@ -121,6 +129,18 @@ function render(response) {
     const sent = document.createElement("span");
     sent.className = "sent";
     buttons.append(sent);
+    if (imageCollection) {
+      const img = document.createElement("img");
+      img.className = "thumb";
+      img.alt = hit.path;
+      img.src = imageUrl(hit, 192);
+      const text = document.createElement("div");
+      text.append(where, buttons);
+      li.classList.add("image");
+      li.append(img, text);
+      list.append(li);
+      continue;
+    }
     li.append(where, snippetNode(hit), buttons);
     list.append(li);
   }
@@ -136,18 +156,50 @@ $("search").addEventListener("submit", async (event) => {
     const filter = $("filter").value.trim(); // a glob on file paths, e.g. papers/*.pdf
     if (filter) body.filter = filter;
     last = await post("/v1/search", body);
-    render(last);
-    const t = last.latency_ms;
-    status(last.hits.length + " results from " + last.chunks_searched + " chunks · " + last.mode +
-           (last.reranker ? " + " + last.reranker : "") + " · " + t.total.toFixed(1) + " ms");
+    shown(imageCollection ? "images" : "chunks");
   } catch (err) {
     $("results").replaceChildren();
     status(err.message, true);
   }
 });
 
+function shown(what) {
+  render(last);
+  const t = last.latency_ms;
+  status(last.hits.length + " results from " + last.chunks_searched + " " + what + " · " + last.mode +
+         (last.reranker ? " + " + last.reranker : "") + " · " + t.total.toFixed(1) + " ms");
+}
+
+async function searchImage() {
+  const file = $("image").files[0];
+  if (!file) return;
+  status("searching with " + file.name + "…");
+  try {
+    const type = ["image/png", "image/jpeg", "image/webp"].includes(file.type) ? file.type
+      : "application/octet-stream";
+    const params = new URLSearchParams({ k: $("k").value, session: session, name: file.name.slice(0, 200) });
+    const filter = $("filter").value.trim();
+    if (filter) params.set("filter", filter);
+    last = await post("/v1/search/image?" + params, file, type); // the file itself is the body
+    shown(imageCollection ? "images" : "chunks");
+  } catch (err) {
+    $("results").replaceChildren();
+    status(err.message, true);
+  }
+}
+
+$("imagesearch").addEventListener("submit", (event) => { event.preventDefault(); searchImage(); });
+$("image").addEventListener("change", searchImage);
+
 fetch("/healthz").then((r) => r.json()).then((h) => {
   $("about").textContent = "collection " + h.collection + " · generation " + h.generation + " · " +
-    h.chunks + " chunks" + (h.reranker ? " · re-ranker " + h.reranker : "");
+    h.chunks + (h.images ? " images" : " chunks") + (h.reranker ? " · re-ranker " + h.reranker : "");
   if (h.auth) $("keyrow").style.display = "block";
+  imageCollection = Boolean(h.images);
+  if (imageCollection) {
+    $("mode").value = "dense"; // the words of an image collection are only its file names
+    $("q").placeholder = "Describe an image…";
+  }
+  $("imagesearch").hidden = !(h.query_modalities || []).includes("image");
+  if (!(h.query_modalities || ["text"]).includes("text")) $("search").hidden = true;
 }).catch(() => status("server not reachable", true));
