@@ -6,8 +6,10 @@ import json
 import os
 import random
 import shutil
+import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SHARED_DATA = Path(os.environ.get("EMBEDLAB_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
@@ -147,3 +149,16 @@ def browser_or_skip() -> None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing in CI: `make test` installs it (apt-get install chromium)")
         pytest.skip("Debian chromium not installed (make test installs it)")
+
+
+def free_port() -> int:
+    """A local port nothing listens on now (bound to 127.0.0.1, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    """``n`` seeded random unit vectors (float32): continuous scores, so no ties."""
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -20,6 +20,8 @@ seeds), and the exact kinds still match the float64 sort score by score.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -30,7 +32,14 @@ from tests.synthetic_vectors import realistic_embeddings
 
 pytest.importorskip("faiss")
 
-KINDS = INDEXES.names()
+
+def _kind_param(kind: str) -> object:
+    """A kind whose optional extra is not installed is skipped, naming the missing module."""
+    missing = [name for name in INDEXES.get(kind).requires if importlib.util.find_spec(name) is None]
+    return pytest.param(kind, marks=pytest.mark.skip(reason=f"needs {', '.join(missing)}") if missing else ())
+
+
+KINDS = [_kind_param(kind) for kind in INDEXES.names()]
 
 
 def _brute(

@@ -95,6 +95,7 @@ class VectorIndex(ABC):
     kind: ClassVar[str]
     approximate: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions
+    requires: ClassVar[tuple[str, ...]] = ()  # modules of an optional extra (tests skip the kind without them)
 
     def __init__(
         self, vectors: np.ndarray, ids: Sequence[object] | None = None, *, options: Mapping[str, Any] | None = None
@@ -205,6 +206,11 @@ class VectorIndex(ABC):
     ) -> VectorIndex:
         """Re-open a saved index over ``vectors``; default: rebuild (cheap for kinds without files)."""
         return cls(vectors, ids, options=info.params)
+
+    @classmethod  # noqa: B027  (an optional hook: most kinds hold nothing outside their folder)
+    def discard(cls, folder: Path, info: IndexInfo) -> None:
+        """Free what a saved index holds outside ``folder`` (a server collection) when the folder
+        is removed; default: nothing (its files go with the folder)."""
 
     def info(self) -> IndexInfo:
         recall = self._recall
