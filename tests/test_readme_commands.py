@@ -26,6 +26,7 @@ import pytest
 
 from embedlab.cli.main import _parser, main
 from tests.helpers import write_beir
+from tests.image_library import write_image_library
 from tests.library_fixtures import write_library
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -59,7 +60,7 @@ CHECK |= {("monitor", "report"), ("monitor", "check")}  # need logged traffic: t
 CHECK |= {("monitor", "ab"), ("simulate", None)}  # need A/B traffic / a running server: tests/test_ab.py
 CHECK |= {("tune", "fusion"), ("tune", "depth")}  # tune on 3 judged queries has no dev split: test_multistage.py
 CHECK |= {("monitor", "retrain"), ("monitor", "promote"), ("monitor", "rollback")}  # test_retrain_loop.py
-EXPECTED_COMMANDS = 34  # README command lines covered here; a new one must be added consciously
+EXPECTED_COMMANDS = 39  # README command lines covered here; a new one must be added consciously
 
 
 def readme_commands() -> list[str]:
@@ -109,6 +110,7 @@ def readme_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         write_beir(data / name, split="train")
     home = tmp_path / "home"
     write_library(home / "papers")
+    write_image_library(home / "photos")  # the README's image collection (with files it must skip)
     work = tmp_path / "work"  # ../shared/datasets from here is the folder above
     work.mkdir()
     monkeypatch.chdir(work)
@@ -256,6 +258,7 @@ def test_every_readme_command_works(
     assert {p.name for p in Path("results/run1").iterdir()} >= {"scifact", "cranfield", "report.html"}
     collections = Path(os.environ["EMBEDLAB_COLLECTIONS"])
     assert (collections / "lib" / "CURRENT").is_file() and (collections / "scifact-256" / "CURRENT").is_file()
+    assert (collections / "photos" / "CURRENT").is_file() and (collections / "lib-milvus" / "CURRENT").is_file()
 
 
 def test_the_extraction_sees_what_the_readme_shows(readme_world: Path) -> None:
@@ -263,7 +266,7 @@ def test_the_extraction_sees_what_the_readme_shows(readme_world: Path) -> None:
     assert any('"bm25:k1=1.2,b=0.75"' in c for c in commands)  # the example that once failed to parse
     argv, env = to_argv(next(c for c in commands if c.startswith("EMBEDLAB_API_KEY=")), home=readme_world)
     assert argv[:2] == ["serve", "lib"] and env == {"EMBEDLAB_API_KEY": "readme-test-key-0123456789"}
-    argv, _ = to_argv(next(c for c in commands if c.startswith("embedlab search")), home=readme_world)
+    argv, _ = to_argv(next(c for c in commands if c.startswith("embedlab search") and "--mode" in c), home=readme_world)
     assert argv[argv.index("--mode") + 1] == "dense" and argv[argv.index("--rerank") + 1] == "word-overlap"
     argv, _ = to_argv(next(c for c in commands if c.startswith("embedlab index build lib ~")), home=readme_world)
     assert argv[2:4] == ["lib", str(readme_world / "papers")] and argv[argv.index("--model") + 1] == "hashing"
