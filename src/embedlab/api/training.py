@@ -10,9 +10,12 @@ from pathlib import Path
 
 from embedlab.api import specs
 from embedlab.errors import EmbedlabError
+from embedlab.train.align import AlignConfig
 from embedlab.train.loop import TrainConfig
 from embedlab.train.mining import MiningConfig
 from embedlab.train.run import FinetuneResult, FinetuneSpec, run_finetune
+
+IMAGE_TEXT_DEFAULTS = (60, 128, 1e-3)  # epochs, batch size, learning rate of a head on frozen features
 
 
 def finetune(
@@ -26,10 +29,10 @@ def finetune(
     test_split: str = "test",
     loss: str | None = None,
     matryoshka: tuple[int, ...] = (),
-    epochs: int = 4,
-    batch_size: int = 32,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     mini_batch_size: int = 16,
-    learning_rate: float = 5e-5,
+    learning_rate: float | None = None,
     warmup: float = 0.1,
     max_length: int | None = None,
     max_memory_gb: float | None = None,
@@ -50,6 +53,11 @@ def finetune(
     kind: str = "bi-encoder",
     first: str | None = None,
     rerank_depth: int = 100,
+    text_model: str = "all-MiniLM-L6-v2",
+    views: int = 4,
+    text_projection: bool = False,
+    dim: int | None = None,
+    image_hidden: int = 0,
 ) -> FinetuneResult | None:
     """Fine-tune ``base`` on ``train`` and judge it against the base on ``test``; the model folder,
     its card (README.md), ``finetune.json`` and ``report.html`` are written to ``out`` (which must
@@ -65,6 +73,13 @@ def finetune(
     ``gradient_checkpointing`` (on by default) gives the same gradients in a fraction of the memory.
     Under torchrun only rank 0 returns a result; the other ranks return None.
 
+    ``kind="image-text"``: ``base`` is an image backbone (frozen), ``train`` / ``test`` one or more
+    BEIR image tasks (comma-separated); a projection head is trained CLIP-style against the
+    ``text_model`` tower (locked as in LiT; ``text_projection`` trains a linear map too, to
+    ``dim``), on ``views`` cached views per image (:mod:`embedlab.train.image_text_run`).
+    ``epochs`` / ``batch_size`` / ``learning_rate`` default to 4 / 32 / 5e-5, for image-text to
+    60 / 128 / 1e-3 (a head on frozen features: many cheap epochs, a larger step).
+
     >>> result = finetune(  # doctest: +SKIP
     ...     "all-MiniLM-L6-v2", "scifact", "scifact", "models/scifact-ft", drop_leaked=True
     ... )
@@ -74,6 +89,10 @@ def finetune(
     if len(mine_ranks) != 2:
         raise EmbedlabError(f"invalid mine_ranks {mine_ranks!r}", expected="(FROM, TO) such as (10, 30)")
     use_cache, cache_dir = specs.cache_option(cache)
+    defaults = IMAGE_TEXT_DEFAULTS if kind == "image-text" else (4, 32, 5e-5)
+    epochs = defaults[0] if epochs is None else epochs
+    batch_size = defaults[1] if batch_size is None else batch_size
+    learning_rate = defaults[2] if learning_rate is None else learning_rate
     spec = FinetuneSpec(
         base=base,
         train=str(train),
@@ -114,5 +133,8 @@ def finetune(
         kind=kind,
         first=first,
         rerank_depth=specs.positive_int(rerank_depth, name="rerank_depth", minimum=1),
+        align=AlignConfig(
+            text_model=text_model, views=views, text_projection=text_projection, dim=dim, image_hidden=image_hidden
+        ),
     )
     return run_finetune(spec)

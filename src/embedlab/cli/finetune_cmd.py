@@ -40,14 +40,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "embedlab finetune --base all-MiniLM-L6-v2 --train clicks.jsonl --test scifact --out models/ft-clicks",
             "embedlab finetune --kind cross-encoder --base all-MiniLM-L6-v2 --first bm25 --train scifact "
             "--test scifact --out models/scifact-ce --drop-leaked",
+            "embedlab finetune --kind image-text --base efficientnet-lite0 "
+            "--train emoji/text2image,emoji/image2text,emoji/image2image --test emoji/image2image,emoji/text2image "
+            "--out models/emoji-aligned",
         ),
     )
     p.add_argument("--base", required=True, help="base model name or folder (e.g. all-MiniLM-L6-v2)")
     p.add_argument(
         "--kind",
         default="bi-encoder",
-        choices=["bi-encoder", "cross-encoder"],
-        help="bi-encoder (embeddings) or cross-encoder (a re-ranker for --first; new 1-label head on --base)",
+        choices=["bi-encoder", "cross-encoder", "image-text"],
+        help="bi-encoder (embeddings), cross-encoder (a re-ranker for --first; new 1-label head on --base) or "
+        "image-text (a head on the frozen image backbone --base aligned with --text-model; --train/--test: "
+        "comma-separated BEIR image tasks); default bi-encoder",
     )
     p.add_argument(
         "--first",
@@ -81,10 +86,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="bi-encoder: mnrl (default), cached-mnrl, triplet; cross-encoder: listwise (default), bce",
     )
     t.add_argument("--matryoshka", type=_dims, default=(), metavar="DIMS", help="e.g. 384,256,128,64")
-    t.add_argument("--epochs", type=int, default=4, help="passes over the training examples (best dev epoch kept)")
-    t.add_argument("--batch-size", type=int, default=32, help="examples per step (in-batch negatives for mnrl)")
+    t.add_argument(
+        "--epochs", type=int, help="passes over the training examples, best dev epoch kept (default 4; image-text 60)"
+    )
+    t.add_argument(
+        "--batch-size", type=int, help="examples per step, in-batch negatives for mnrl (default 32; image-text 128)"
+    )
     t.add_argument("--mini-batch-size", type=int, default=16, help="cached-mnrl: texts per forward pass")
-    t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default 5e-5; image-text 1e-3)")
     t.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warmup (default 0.1)")
     t.add_argument("--max-length", type=int, help="max tokens per text (default: the model's own)")
     t.add_argument(
@@ -114,6 +123,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="skip candidates scoring above MARGIN x the positive's score (default 0.95)",
     )
     m.add_argument("--cross-encoder", help="re-ranker filter: a local cross-encoder folder or 'word-overlap'")
+    a = p.add_argument_group("image-text alignment (--kind image-text)")
+    a.add_argument("--text-model", default="all-MiniLM-L6-v2", help="the text tower (default all-MiniLM-L6-v2)")
+    a.add_argument(
+        "--views",
+        type=int,
+        default=4,
+        help="views per training image: the clean one plus seeded crop/colour-jitter views, cached (default 4)",
+    )
+    a.add_argument(
+        "--text-projection",
+        action="store_true",
+        help="also train a linear text projection (default: the text tower is locked as in LiT, no projection)",
+    )
+    a.add_argument("--dim", type=int, help="shared space size with --text-projection (default: the text tower's)")
+    a.add_argument(
+        "--image-hidden", type=int, default=0, help="hidden width of a 2-layer image head (default 0: a linear head)"
+    )
     g = p.add_argument_group("checks")
     g.add_argument("--allow-leakage", action="store_true", help="train even when train and test queries overlap")
     g.add_argument(
@@ -176,6 +202,11 @@ def run(args: argparse.Namespace) -> int:
         kind=args.kind,
         first=args.first,
         rerank_depth=args.rerank_depth,
+        text_model=args.text_model,
+        views=args.views,
+        text_projection=args.text_projection,
+        dim=args.dim,
+        image_hidden=args.image_hidden,
     )
     if result is None:  # another torchrun process: rank 0 reports
         return 0
@@ -186,14 +217,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json_file(result.out / "finetune.json")
     else:
-        print(markdown_table(before_after_rows(result.verdict), COLUMNS))
+        for verdict in getattr(result, "verdicts", ()) or (result.verdict,):  # image-text: one per --test task
+            if verdict is not result.verdict:
+                print(f"\n{verdict.dataset}: {verdict.reason()}")
+            print(markdown_table(before_after_rows(verdict), COLUMNS))
         if result.memory:
             from embedlab.train.memory import MEMORY_COLUMNS, memory_rows
 
             print(markdown_table(memory_rows(result.memory), MEMORY_COLUMNS))
     results_line(result.verdict.reason(), json_out=args.json)
     results_line(
-        f"model: {result.out}/ (README.md model card, finetune.json, report.html); "
+        f"model: {result.out}/ (README.md model card, finetune.json"
+        f"{', report.html' if (result.out / 'report.html').is_file() else ''}); "
         f"wall time {result.seconds['total'] / 60:.1f} min",
         json_out=args.json,
     )

@@ -176,7 +176,10 @@ def load_encoder(spec: ModelSpec) -> Encoder:
             from embedlab.encoders.clip import TwoTowerEncoder
 
             return TwoTowerEncoder(spec)  # CLIP/SigLIP: a text tower and an image tower
-        return folder_encoder(spec) or TransformerEncoder(spec)  # embedlab's own folders (shrink), else a transformer
+        from embedlab.encoders.aligned import aligned_encoder
+
+        # embedlab's own folders (finetune --kind image-text, shrink), else a transformer
+        return aligned_encoder(spec) or folder_encoder(spec) or TransformerEncoder(spec)
     if entry.factory is None:
         raise EmbedlabError(
             f"{spec.model!r} is not an embedding model, it has no vectors",

@@ -13,10 +13,19 @@ from typing import TYPE_CHECKING
 from embedlab.reports.markdown import markdown_table
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from embedlab.train.fit import EpochPoint
     from embedlab.train.run import FinetuneResult, FinetuneSpec
     from embedlab.train.verdict import Verdict
 
-LABELS = {"ndcg_at_10": "NDCG@10", "mrr_at_10": "MRR@10", "recall_at_100": "Recall@100"}
+LABELS = {
+    "ndcg_at_10": "NDCG@10",
+    "mrr_at_10": "MRR@10",
+    "recall_at_100": "Recall@100",
+    "recall_at_1": "Recall@1",
+    "recall_at_10": "Recall@10",
+}
 
 
 def before_after_rows(verdict: Verdict) -> list[dict[str, str]]:
@@ -97,19 +106,27 @@ def audit_rows(result: FinetuneResult) -> list[dict[str, str]]:
     return [{"": k, "value": str(v)} for k, v in items]
 
 
-def render_card(result: FinetuneResult) -> str:
-    spec, t, v = result.spec, result.spec.training, result.verdict
-    mining = spec.mining
-    curve = [
+CURVE_COLUMNS = ["epoch", "steps", "train loss", "dev NDCG@10", "minutes"]
+
+
+def curve_rows(curve: Sequence[EpochPoint], *, minutes_digits: int = 1) -> list[dict[str, str]]:
+    """The training curve as table rows (epoch 0 = before any step)."""
+    return [
         {
             "epoch": str(p.epoch),
             "steps": str(p.steps),
             "train loss": "" if p.train_loss is None else f"{p.train_loss:.4f}",
             "dev NDCG@10": "" if p.dev_ndcg_at_10 is None else f"{p.dev_ndcg_at_10:.4f}",
-            "minutes": f"{p.seconds / 60:.1f}",
+            "minutes": f"{p.seconds / 60:.{minutes_digits}f}",
         }
-        for p in result.training.curve
+        for p in curve
     ]
+
+
+def render_card(result: FinetuneResult) -> str:
+    spec, t, v = result.spec, result.spec.training, result.verdict
+    mining = spec.mining
+    curve = curve_rows(result.training.curve)
     hw = result.environment["hardware"]
     cross = spec.kind == "cross-encoder"
     first = spec.first or "bm25"
@@ -167,7 +184,7 @@ def render_card(result: FinetuneResult) -> str:
             f"{' (early stop)' if result.training.stopped_early else ''}."
         ),
         "",
-        markdown_table(curve, ["epoch", "steps", "train loss", "dev NDCG@10", "minutes"]),
+        markdown_table(curve, CURVE_COLUMNS),
         "",
         (
             f"Dev NDCG@10 re-ranks the first stage's top {spec.rerank_depth} training passages for each of "

@@ -35,6 +35,7 @@ from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 from embedlab.eval.measure import hardware, library_versions
 from embedlab.payloads import Environment
+from embedlab.train.align import AlignConfig
 from embedlab.train.data import TrainingSet, load_training_set
 from embedlab.train.distributed import barrier, from_env, from_main, start, stop
 from embedlab.train.guardrails import BASE_KEPT, check_curve, check_data
@@ -74,6 +75,7 @@ class FinetuneSpec:
     kind: str = "bi-encoder"  # or "cross-encoder" (see embedlab.train.cross_run)
     first: str | None = None  # cross-encoder: the first stage that mines, feeds dev and the verdict
     rerank_depth: int = 100  # cross-encoder: candidates re-ranked for dev and verdict
+    align: AlignConfig = field(default_factory=AlignConfig)  # image-text (see embedlab.train.image_text_run)
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
@@ -97,7 +99,7 @@ class FinetuneResult:
     memory: dict[str, object] = field(default_factory=dict)  # peak RSS per phase (train.memory)
 
 
-KINDS = ("bi-encoder", "cross-encoder")
+KINDS = ("bi-encoder", "cross-encoder", "image-text")
 
 
 def read_checked(spec: FinetuneSpec) -> tuple[TrainingSet, LeakageReport]:
@@ -140,6 +142,12 @@ def run_finetune(spec: FinetuneSpec) -> FinetuneResult | None:
         from embedlab.train.cross_run import run_cross_finetune
 
         return run_cross_finetune(spec, timer=timer, cluster=cluster)
+    if spec.kind == "image-text":
+        from embedlab.train.image_text_run import run_image_text_finetune
+
+        if cluster.world > 1:
+            raise EmbedlabError("image-text training runs in one process", hint="run it without torchrun")
+        return run_image_text_finetune(spec, timer=timer)
     spec.training.check()
     data, leakage = read_checked(spec)
     warnings = check_data(pairs=len(data.examples), queries=len(data.queries()), dev_ratio=spec.dev_ratio)

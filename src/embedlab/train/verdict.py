@@ -122,11 +122,13 @@ def compare_on_test(
     latency_queries: int = 100,
     seed: int = 0,
     show_progress: bool = False,
+    metrics: tuple[str, ...] = VERDICT_METRICS,
 ) -> Verdict:
+    """``metrics``: what is compared (NDCG@10, the primary, must be among them)."""
     spec = EvalSpec(
         datasets=(str(test),),
         models=(base, tuned),
-        metrics=tuple(parse_metrics(VERDICT_METRICS)),
+        metrics=tuple(parse_metrics(metrics)),
         split=split,
         use_cache=use_cache,
         cache_dir=cache_dir,
