@@ -60,7 +60,9 @@ CHECK |= {("monitor", "report"), ("monitor", "check")}  # need logged traffic: t
 CHECK |= {("monitor", "ab"), ("simulate", None)}  # need A/B traffic / a running server: tests/test_ab.py
 CHECK |= {("tune", "fusion"), ("tune", "depth")}  # tune on 3 judged queries has no dev split: test_multistage.py
 CHECK |= {("monitor", "retrain"), ("monitor", "promote"), ("monitor", "rollback")}  # test_retrain_loop.py
-EXPECTED_COMMANDS = 39  # README command lines covered here; a new one must be added consciously
+RUN |= {("encode", "local")}
+CHECK |= {("encode", "ray")}  # starts Ray or needs a cluster: tests/test_ray_encode.py runs a real local Ray
+EXPECTED_COMMANDS = 42  # README command lines covered here; a new one must be added consciously
 
 
 def readme_commands() -> list[str]:
@@ -122,6 +124,8 @@ def readme_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _key(argv: list[str]) -> tuple[str, str | None]:
+    if argv[0] == "encode":  # the engine decides: the local one runs here, Ray is checked
+        return "encode", argv[argv.index("--engine") + 1] if "--engine" in argv else "local"
     return argv[0], argv[1] if argv[0] in {"index", "feedback", "monitor", "tune"} else None
 
 
@@ -230,6 +234,11 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
         else:
             check_retrievable(pipeline)
             assert len(pipeline.first) == 2 and not pipeline.rerank
+    elif args.command == "encode":
+        from embedlab.encoders.spec import parse_model_spec
+
+        parse_model_spec(args.model)
+        assert args.engine == "ray" and args.actors >= 1 and args.out
     else:  # pragma: no cover - CHECK and this function must agree
         raise AssertionError(f"no check for {argv}")
 
@@ -258,6 +267,7 @@ def test_every_readme_command_works(
     assert {p.name for p in Path("results/run1").iterdir()} >= {"scifact", "cranfield", "report.html"}
     collections = Path(os.environ["EMBEDLAB_COLLECTIONS"])
     assert (collections / "lib" / "CURRENT").is_file() and (collections / "scifact-256" / "CURRENT").is_file()
+    assert Path("vectors/scifact/manifest.json").is_file()  # embedlab encode, local engine
     assert (collections / "photos" / "CURRENT").is_file() and (collections / "lib-milvus" / "CURRENT").is_file()
 
 

@@ -47,6 +47,7 @@ log = logging.getLogger("embedlab")
 def _parser() -> argparse.ArgumentParser:
     from embedlab.cli import (
         completion_cmd,
+        encode_cmd,
         eval_cmd,
         finetune_cmd,
         index_cmd,
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     shrink_cmd.add_parser(sub)
     tune_cmd.add_parser(sub)
     index_cmd.add_parser(sub)
+    encode_cmd.add_parser(sub)
     finetune_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
