@@ -176,7 +176,7 @@ def test_cli_build_from_dataset_and_eval_collection(tmp_path: Path) -> None:
         (["eval", "-d", str(path)], "nothing to evaluate"),
         (["eval", "-d", str(path), "--collection", "long", "--root", str(root), "--mode", "fuzzy"], "fuzzy"),
         (["eval", "-d", str(path), "-m", "bm25", "--mode", "dense"], "--collection only"),
-        (["index", "build", "--collection", "x", "--model", "bm25"], "one of the two"),
+        (["index", "build", "--collection", "x", "--model", "bm25"], "one of the three"),
     ):
         result = cli(*argv)
         assert result.returncode == 2 and words in result.stderr, (argv, result.stderr)
