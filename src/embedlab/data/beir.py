@@ -175,22 +175,35 @@ def scan_corpus_ids(path: Path) -> list[str]:
 
 def scan_corpus(path: Path) -> dict[str, Path | None]:
     """Validate every corpus record; its ids in file order, each with its image file (or None)."""
-    seen: dict[str, int] = {}
     images: dict[str, Path | None] = {}
-    for line, obj in iter_json_objects(path):
-        doc = _document(obj, path=path, line=line)
-        if doc.id in seen:
+
+    def ids() -> Iterator[tuple[int, str]]:
+        for line, obj in iter_json_objects(path):
+            doc = _document(obj, path=path, line=line)
+            images.setdefault(doc.id, doc.image)
+            yield line, doc.id
+
+    check_unique_ids(ids(), path=path)
+    return images
+
+
+def check_unique_ids(
+    ids: Iterable[tuple[int, str]], *, path: Path, where: str = "line", expected: str = "unique '_id' values"
+) -> None:
+    """Refuse a repeated document id (naming the first place it appeared: ``where`` is "line" or
+    "row") and an empty corpus; ``ids`` are (line or row, id) pairs in file order."""
+    seen: dict[str, int] = {}
+    for line, doc_id in ids:
+        if doc_id in seen:
             raise EmbedlabError(
-                f"duplicate document id {doc.id!r} (first at line {seen[doc.id]})",
+                f"duplicate document id {doc_id!r} (first at {where} {seen[doc_id]})",
                 path=path,
                 line=line,
-                expected="unique '_id' values",
+                expected=expected,
             )
-        seen[doc.id] = line
-        images[doc.id] = doc.image
+        seen[doc_id] = line
     if not seen:
         raise EmbedlabError("empty corpus", path=path, expected="at least one document")
-    return images
 
 
 def read_queries(path: Path) -> dict[str, str]:

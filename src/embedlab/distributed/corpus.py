@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedlab.checksum import file_sha256
-from embedlab.data.beir import Document, _corpus_file, _document, resolve_dataset
+from embedlab.data.beir import Document, _corpus_file, _document, check_unique_ids, resolve_dataset
 from embedlab.data.lines import iter_json_objects
 from embedlab.errors import EmbedlabError
 
@@ -52,18 +52,9 @@ def read_corpus(path: Path) -> Corpus:
         documents = _parquet_documents(path)
     else:
         documents = [(line, _document(obj, path=path, line=line)) for line, obj in iter_json_objects(path)]
-    seen: dict[str, int] = {}
-    for line, doc in documents:
-        if doc.id in seen:
-            raise EmbedlabError(
-                f"duplicate document id {doc.id!r} (first at row {seen[doc.id]})",
-                path=path,
-                line=line,
-                expected="unique document ids",
-            )
-        seen[doc.id] = line
-    if not documents:
-        raise EmbedlabError("empty corpus", path=path, expected="at least one document")
+    check_unique_ids(
+        ((line, doc.id) for line, doc in documents), path=path, where="row", expected="unique document ids"
+    )
     return Corpus(
         path=path,
         sha256=file_sha256(path),
