@@ -103,8 +103,12 @@ def test_quality_against_exact(kind: str) -> None:
     assert recall >= 0.9
     info = index.info()
     assert info.kind == kind
-    if index.approximate:  # measured at build time, never assumed
-        assert info.recall_at_10 is not None and info.recall_at_10 >= 0.9 and info.recall_queries
+    if index.approximate:  # measured at build time, never assumed, and it predicts held-out recall
+        assert info.recall_at_10 is not None and info.recall_queries
+        # build-time queries are means of two indexed vectors; against these synthetic queries
+        # (drawn around the same centres as the rows) that measured up to 0.056 low (binary 0.914
+        # vs 0.97, matryoshka 0.89 vs 0.944); against SciFact's real queries 0.04 high at most
+        assert recall - 0.07 <= info.recall_at_10 <= recall + 0.02
     assert index.memory_bytes > 0 and len(index) == len(vectors)
 
 

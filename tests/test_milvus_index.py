@@ -164,7 +164,15 @@ def test_scifact_through_milvus_and_chroma_reproduces_exact_ndcg() -> None:
     from tests.helpers import shared_dataset
 
     pytest.importorskip("chromadb")
-    specs = ("all-MiniLM-L6-v2", "all-MiniLM-L6-v2:index=milvus", "all-MiniLM-L6-v2:index=chroma")
+    # Milvus at its defaults (recall target 0.95; its HNSW measured recall@10 1.000 at ef 64, NDCG
+    # exact in every build tried).  Chroma's graph is weaker at the same ef: at the default target
+    # it stops at ef 64 (measured recall ~0.99) and gave NDCG@10 0.6382-0.6451 over six builds, so
+    # the 0.002 bar needs recall 0.995 (ef 128: 0.6451 in every build tried).
+    specs = (
+        "all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2:index=milvus",
+        "all-MiniLM-L6-v2:index=chroma,index_recall_target=0.995",
+    )
     spec = EvalSpec(
         datasets=(str(shared_dataset("scifact")),),
         models=tuple(parse_model_spec(s) for s in specs),
@@ -177,4 +185,4 @@ def test_scifact_through_milvus_and_chroma_reproduces_exact_ndcg() -> None:
     for approximate in (milvus, chroma):
         assert approximate.scores["ndcg_at_10"] == pytest.approx(exact.scores["ndcg_at_10"], abs=0.002)
         index_info = approximate.measurements["size"]["index_info"]
-        assert index_info["recall_at_10"] is not None and index_info["recall_at_10"] >= 0.95
+        assert index_info["recall_at_10"] is not None and index_info["recall_at_10"] >= index_info["recall_target"]

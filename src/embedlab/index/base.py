@@ -27,9 +27,10 @@ A new backend is one module with a subclass registered under its name
 from __future__ import annotations
 
 import difflib
+import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -40,8 +41,11 @@ from embedlab.checksum import file_sha256
 from embedlab.errors import EmbedlabError
 from embedlab.registry import Registry
 
+log = logging.getLogger(__name__)
+
 RECALL_K = 10
 RECALL_QUERIES = 200
+WIDTH_LIMIT = 1024  # the largest search width (ef / nprobe) tried when tuning to the recall target
 
 
 class IndexInfo(BaseModel):
@@ -227,7 +231,14 @@ class VectorIndex(ABC):
         )
 
     def measure_recall(self, *, queries: int = RECALL_QUERIES, seed: int = 0) -> float:
-        """Recall@10 against exact search, with a seeded sample of the index's own vectors as queries.
+        """Recall@10 against exact search, with seeded queries made from the index's own vectors.
+
+        Each query is the mean of two random indexed vectors: it lies among the data, as a real
+        query does, but on no indexed point, so its neighbours are spread as a real query's are.
+        An indexed vector as its own query finds itself and a tight neighbourhood and overstates
+        recall: all-MiniLM-L6-v2 on SciFact, Chroma HNSW at ef 64, measured recall@10 on the 300
+        test queries 0.990-0.993 over three builds, on pair means 0.992-0.994, on indexed vectors
+        0.9995-1.000; at ef 16: 0.934, 0.86-0.88 and 0.99.
 
         A result counts as found when its exact score reaches the 10th exact score, so
         interchangeable duplicates (a page header repeated in every file) are not misses."""
@@ -237,19 +248,41 @@ class VectorIndex(ABC):
         if n != len(self):
             raise RuntimeError("recall is measured at build time, before the float vectors are released")
         rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, size=min(queries, n), replace=False))
-        q = np.ascontiguousarray(self.vectors[sample], dtype=np.float32)
+        first = rng.choice(n, size=min(queries, n), replace=False)
+        second = (first + rng.integers(1, n, size=len(first))) % n if n > 1 else first  # never the same row
+        rows = np.asarray(self.vectors[first], dtype=np.float32) + np.asarray(self.vectors[second], dtype=np.float32)
+        q = np.ascontiguousarray(rows / 2, dtype=np.float32)
         k = min(RECALL_K, n)
         exact_scores, _ = top_k(q, self.vectors, k)
         _, approx = self.search(q, k)
         found = 0
-        for row in range(len(sample)):
+        for row in range(len(q)):
             got = approx[row][approx[row] >= 0]
             scores = np.asarray(self.vectors[got]) @ q[row]
             # float32 dot products of the same pair can differ by a few ulps between FAISS's and
             # numpy's kernels; 1e-5 is far above that for unit vectors and far below real gaps
             found += min(k, int((scores >= exact_scores[row, -1] - 1e-5).sum()))
-        return found / (k * len(sample))
+        return found / (k * len(q))
+
+
+def tune_width(
+    index: VectorIndex, set_width: Callable[[int], None], *, fixed: int | None, start: int, target: float
+) -> tuple[int, float]:
+    """The search width (HNSW ef, IVF nprobe) used and its recall@10 against exact search:
+    ``fixed`` if given, else doubled from ``start`` until recall@10 (measured on a seeded sample
+    of the indexed vectors, :meth:`VectorIndex.measure_recall`) reaches ``target`` or
+    :data:`WIDTH_LIMIT`: one rule for ``faiss-hnsw``, ``milvus`` and ``chroma``, so the kinds compare
+    at equal measured recall."""
+    width = fixed or start
+    while True:
+        set_width(width)
+        recall = index.measure_recall()
+        if fixed is not None or recall >= target or width >= WIDTH_LIMIT:
+            break
+        width *= 2
+    if recall < target:
+        log.warning("%s recall@10 is %.3f at search width %d, under the %.2f target", index.kind, recall, width, target)
+    return width, recall
 
 
 INDEXES: Registry[type[VectorIndex]] = Registry("index kind")

@@ -40,8 +40,6 @@ from embedlab.index.base import IndexInfo, VectorIndex, check_index_file
 
 log = logging.getLogger(__name__)
 
-WIDTH_LIMIT = 1024  # the largest search width (ef / nprobe) tried when tuning to the recall target
-
 
 def check_reachable(address: str, *, default_port: int, timeout: float, engine: str) -> tuple[str, int]:
     """``(host, port)`` of ``address`` (``http://host:port``, ``host:port`` or ``host``) once a TCP
@@ -121,25 +119,6 @@ def check_stored(kind: str, where: str, *, stored: Mapping[str, object], expecte
             expected="; ".join(f"{name}={value}" for name, _, value in wrong),
             hint="the store was built from other vectors or another model; rebuild the index",
         )
-
-
-def tune_width(
-    index: VectorIndex, set_width: Callable[[int], None], *, fixed: int | None, start: int, target: float
-) -> tuple[int, float]:
-    """The search width (HNSW ef, IVF nprobe) used and its recall@10 against exact search:
-    ``fixed`` if given, else doubled from ``start`` until recall@10 (measured on a seeded sample
-    of the indexed vectors, :meth:`VectorIndex.measure_recall`) reaches ``target`` or
-    :data:`WIDTH_LIMIT` -- the rule ``faiss-hnsw`` uses, so the kinds compare at equal recall."""
-    width = fixed or start
-    while True:
-        set_width(width)
-        recall = index.measure_recall()
-        if fixed is not None or recall >= target or width >= WIDTH_LIMIT:
-            break
-        width *= 2
-    if recall < target:
-        log.warning("%s recall@10 is %.3f at search width %d, under the %.2f target", index.kind, recall, width, target)
-    return width, recall
 
 
 def shorter_side(rows: np.ndarray | None, n: int) -> tuple[list[int], bool] | None:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from embedlab.atomic import atomic_write_bytes
 from embedlab.checksum import file_sha256
 from embedlab.errors import EmbedlabError
-from embedlab.index.base import IndexInfo, VectorIndex, check_index_file, register_index
+from embedlab.index.base import IndexInfo, VectorIndex, check_index_file, register_index, tune_width
 from embedlab.index.exact import exact_search
 
 log = logging.getLogger(__name__)
@@ -113,15 +113,11 @@ class FaissHNSWIndex(VectorIndex):
     def _tune(self, opts: HNSWOptions) -> None:
         if not len(self.vectors):
             return
-        ef = opts.ef_search or 64
-        while True:
+
+        def use(ef: int) -> None:
             self.index.hnsw.efSearch = ef
-            recall = self.measure_recall()
-            if opts.ef_search is not None or recall >= opts.recall_target or ef >= 1024:
-                break
-            ef *= 2
-        if recall < opts.recall_target:
-            log.warning("HNSW recall@10 is %.3f at efSearch=%d, under the %.2f target", recall, ef, opts.recall_target)
+
+        ef, recall = tune_width(self, use, fixed=opts.ef_search, start=64, target=opts.recall_target)
         self.options = opts.model_copy(update={"ef_search": ef})
         self._recall = (recall, min(len(self.vectors), 200), opts.recall_target)
 

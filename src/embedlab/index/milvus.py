@@ -39,8 +39,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from embedlab.errors import EmbedlabError
-from embedlab.index.base import IndexInfo, register_index
-from embedlab.index.external import ExternalIndex, check_reachable, check_stored, shorter_side, tune_width
+from embedlab.index.base import IndexInfo, register_index, tune_width
+from embedlab.index.external import ExternalIndex, check_reachable, check_stored, shorter_side
 
 LITE_FILE = "milvus-lite.tar"
 POINTER_FILE = "milvus.json"
