@@ -216,3 +216,81 @@ def test_an_actor_killed_mid_run_is_restarted_and_the_run_finishes(capsys, corpu
     np.testing.assert_allclose(
         read_vectors(tmp_path / "ray")[1], read_vectors(tmp_path / "local")[1], rtol=0, atol=1e-6
     )
+
+
+def test_index_build_on_ray_gives_the_local_collection_through_the_cache(capsys, tmp_path: Path) -> None:
+    """``index build/update --engine ray``: the same chunks and vectors (1e-6, as above) as a local
+    build; the driver fills the embedding cache, so a rebuild encodes nothing and never starts Ray."""
+    import embedlab
+    from embedlab.collection.layout import CollectionDir
+    from embedlab.collection.vectors import VECTORS, load_vectors
+    from tests.library_fixtures import LIBRARY, chunk_rows, write_library
+
+    library = write_library(tmp_path / "lib")
+    root, cache = tmp_path / "collections", tmp_path / "cache"
+    common = ["-m", "hashing", "--chunk-tokens", "40", "--overlap", "8", "--root", str(root), "--no-progress"]
+    code, _, err = cli(capsys, "index", "build", "local", str(library), *common, "--no-cache")
+    assert code == 0, err
+    code, _, err = cli(
+        capsys,
+        "index",
+        "build",
+        "onray",
+        str(library),
+        *common,
+        "--engine",
+        "ray",
+        "--actors",
+        "2",
+        "--cache-dir",
+        str(cache),
+    )
+    assert code == 0, err
+    local, onray = CollectionDir("local", root=root).live(), CollectionDir("onray", root=root).live()
+    assert chunk_rows(local) == chunk_rows(onray) and len(chunk_rows(local)) > len(LIBRARY)
+    np.testing.assert_allclose(load_vectors(onray / VECTORS), load_vectors(local / VECTORS), rtol=0, atol=1e-6)
+
+    again = embedlab.build_collection(
+        library,
+        "onray",
+        model="hashing",
+        chunk_tokens=40,
+        overlap=8,
+        root=root,
+        replace=True,
+        cache=cache,
+        engine="ray",  # every chunk is in the cache: nothing goes to Ray
+    )
+    assert again.encoded == 0 and again.cache_hits == again.chunks
+    (library / "guide" / "new.txt").write_text("Sourdough starter needs flour and water every day. " * 6)
+    update = embedlab.update_collection("onray", root=root, cache=cache, engine="ray", actors=2)
+    assert update.files_new == 1 and update.encoded == update.chunks_added > 0
+    code, _, err = cli(capsys, "index", "update", "local", "--root", str(root), "--no-progress", "--no-cache")
+    assert code == 0, err
+    local, onray = CollectionDir("local", root=root).live(), CollectionDir("onray", root=root).live()
+    # the same chunks in the same order; ids differ (--replace numbered onray's chunks on from the old ones)
+    assert [row[1:] for row in chunk_rows(local)] == [row[1:] for row in chunk_rows(onray)]
+    np.testing.assert_allclose(load_vectors(onray / VECTORS), load_vectors(local / VECTORS), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--actors", "2"], "need --engine ray"),
+        (["--engine", "ray", "--actors", "0"], "invalid Ray option"),
+        (["--engine", "ray", "--images", "IMAGES"], "--engine ray encodes the chunks of document collections"),
+    ],
+)
+def test_index_build_ray_options_are_checked_in_one_line(
+    capsys, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from tests.image_library import write_image_library
+    from tests.library_fixtures import write_library
+
+    library = write_library(tmp_path / "lib")
+    extra = [str(write_image_library(tmp_path / "img")) if x == "IMAGES" else x for x in extra]
+    source = [] if "--images" in extra else [str(library)]
+    model = "efficientnet-lite0" if "--images" in extra else "hashing"
+    code, _, err = cli(capsys, "index", "build", "c", *source, "-m", model, "--root", str(tmp_path / "r"), *extra)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "r" / "c").exists()

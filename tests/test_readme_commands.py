@@ -61,8 +61,9 @@ CHECK |= {("monitor", "ab"), ("simulate", None)}  # need A/B traffic / a running
 CHECK |= {("tune", "fusion"), ("tune", "depth")}  # tune on 3 judged queries has no dev split: test_multistage.py
 CHECK |= {("monitor", "retrain"), ("monitor", "promote"), ("monitor", "rollback")}  # test_retrain_loop.py
 RUN |= {("encode", "local")}
-CHECK |= {("encode", "ray")}  # starts Ray or needs a cluster: tests/test_ray_encode.py runs a real local Ray
-EXPECTED_COMMANDS = 42  # README command lines covered here; a new one must be added consciously
+# start Ray or need a cluster: tests/test_ray_encode.py runs them on a real local Ray
+CHECK |= {("encode", "ray"), ("index", "build on ray")}
+EXPECTED_COMMANDS = 43  # README command lines covered here; a new one must be added consciously
 
 
 def readme_commands() -> list[str]:
@@ -124,8 +125,11 @@ def readme_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _key(argv: list[str]) -> tuple[str, str | None]:
+    engine = argv[argv.index("--engine") + 1] if "--engine" in argv else "local"
     if argv[0] == "encode":  # the engine decides: the local one runs here, Ray is checked
-        return "encode", argv[argv.index("--engine") + 1] if "--engine" in argv else "local"
+        return "encode", engine
+    if argv[0] == "index" and engine == "ray":
+        return "index", f"{argv[1]} on ray"
     return argv[0], argv[1] if argv[0] in {"index", "feedback", "monitor", "tune"} else None
 
 
@@ -234,11 +238,13 @@ def _check(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
         else:
             check_retrievable(pipeline)
             assert len(pipeline.first) == 2 and not pipeline.rerank
-    elif args.command == "encode":
+    elif args.command in ("encode", "index"):
+        from embedlab.cli.encode_cmd import ray_engine
         from embedlab.encoders.spec import parse_model_spec
 
         parse_model_spec(args.model)
-        assert args.engine == "ray" and args.actors >= 1 and args.out
+        engine = ray_engine(args)
+        assert engine is not None and engine.actors >= 1 and (args.command == "index" or args.out)
     else:  # pragma: no cover - CHECK and this function must agree
         raise AssertionError(f"no check for {argv}")
 

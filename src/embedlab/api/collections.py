@@ -15,6 +15,7 @@ from embedlab.api import specs
 from embedlab.collection.collection import Collection
 from embedlab.data.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageLimits
 from embedlab.data.library import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_TEXT_BYTES, LibraryRules
+from embedlab.distributed.ray_engine import Engine, RayEngine
 from embedlab.encoders.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -43,6 +44,10 @@ def build_collection(
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     show_progress: bool = False,
     index: str | None = None,
+    engine: Engine = "local",
+    ray_address: str | None = None,
+    actors: int = 1,
+    num_gpus_per_actor: float = 0.0,
 ) -> BuildReport:
     """Index every readable file of ``folder`` (PDF, text, Markdown, HTML) into collection ``name``,
     as ``embedlab index build FOLDER --collection NAME --model MODEL`` does.
@@ -59,6 +64,9 @@ def build_collection(
     ``index``: the vector index kind built at or above ``ann_threshold`` chunks, ``KIND[:key=value,...]``
     (``milvus``, ``chroma:host=127.0.0.1,port=8000``; default an HNSW graph from 50,000 chunks; given
     without ``ann_threshold``: from the first chunk); kept for :func:`update_collection`.
+    ``engine="ray"``: the new chunks are encoded on Ray Data actors (``actors`` of them, one model
+    each, ``num_gpus_per_actor``), on the cluster at ``ray_address`` or a Ray started in this
+    process; the cache, vectors and manifest are the same as with the default ``"local"``.
 
     >>> report = build_collection("papers", "papers", model="all-MiniLM-L6-v2", chunk_tokens=128)
     >>> report.generation, report.files, report.chunks > 0, report.skipped
@@ -91,6 +99,7 @@ def build_collection(
         ann_threshold=(1 if index else ANN_THRESHOLD) if ann_threshold is None else ann_threshold,
         show_progress=show_progress,
         ann_index=index,
+        engine=RayEngine.of(engine, ray_address, actors, num_gpus_per_actor),
     )
 
 
@@ -101,13 +110,26 @@ def update_collection(
     folder: str | Path | None = None,
     cache: specs.Cache = True,
     show_progress: bool = False,
+    engine: Engine = "local",
+    ray_address: str | None = None,
+    actors: int = 1,
+    num_gpus_per_actor: float = 0.0,
 ) -> BuildReport:
     """Re-read collection ``name``'s folder (or ``folder``, when it moved), as ``embedlab index
-    update``: new and changed files are indexed, deleted ones dropped, the rest carried over."""
+    update``: new and changed files are indexed, deleted ones dropped, the rest carried over;
+    ``engine`` and the Ray options as for :func:`build_collection`."""
     from embedlab.collection.builder import update
 
     use_cache, cache_dir = specs.cache_option(cache)
-    return update(name, root=root, folder=folder, cache_dir=cache_dir, use_cache=use_cache, show_progress=show_progress)
+    return update(
+        name,
+        root=root,
+        folder=folder,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        show_progress=show_progress,
+        engine=RayEngine.of(engine, ray_address, actors, num_gpus_per_actor),
+    )
 
 
 def open_collection(

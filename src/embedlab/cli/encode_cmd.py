@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedlab.cli.help import examples
 from embedlab.errors import EmbedlabError
+
+if TYPE_CHECKING:
+    from embedlab.distributed.ray_engine import RayEngine
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,24 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="corpus.jsonl[.gz], a Parquet file (id, text, optional title), a dataset folder or a dataset name",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder for the shards and manifest.json")
-    p.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local: this process; ray: Ray Data actors (default: local)",
-    )
-    p.add_argument(
-        "--ray-address",
-        help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: start Ray in this process)",
-    )
-    p.add_argument("--actors", type=int, default=1, help="encoder actors, one model each (--engine ray)")
+    add_ray_options(p)
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder batch and per Ray batch (default 32)")
-    p.add_argument(
-        "--num-gpus-per-actor",
-        type=float,
-        default=0.0,
-        help="GPUs per actor (default 0: CPU actors with cores / actors threads each)",
-    )
     p.add_argument(
         "--shard-rows",
         type=int,
@@ -65,12 +53,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def add_ray_options(p: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and where and how wide Ray runs: ``embedlab encode`` and ``index build/update``."""
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: encode in this process; ray: on Ray Data actors, one model each (default: local)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: start Ray in this process)",
+    )
+    p.add_argument("--actors", type=int, default=1, help="encoder actors, one model each (--engine ray)")
+    p.add_argument(
+        "--num-gpus-per-actor",
+        type=float,
+        default=0.0,
+        help="GPUs per actor (default 0: CPU actors with cores / actors threads each)",
+    )
+
+
+def ray_engine(args: argparse.Namespace) -> RayEngine | None:
+    """The Ray options given (None: ``--engine local``); Ray options without ``--engine ray`` are an error."""
+    from embedlab.distributed.ray_engine import RayEngine
+
+    return RayEngine.of(args.engine, args.ray_address, args.actors, args.num_gpus_per_actor)
+
+
 def run(args: argparse.Namespace) -> int:
     from embedlab.distributed.run import EncodeSpec, encode_corpus
     from embedlab.encoders.spec import parse_model_spec
 
-    if args.engine != "ray" and (args.ray_address or args.actors != 1 or args.num_gpus_per_actor):
-        raise EmbedlabError("--ray-address, --actors and --num-gpus-per-actor need --engine ray")
+    ray_engine(args)
     if args.batch_size < 1:
         raise EmbedlabError("--batch-size must be at least 1", found=str(args.batch_size))
     model = parse_model_spec(args.model)

@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from embedlab.cli.encode_cmd import add_ray_options, ray_engine
 from embedlab.cli.help import examples
 from embedlab.cli.index_images import image_limits, image_options, search_by_image
 from embedlab.errors import EmbedlabError
@@ -42,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "embedlab index build photos --images ~/photos --model efficientnet-lite0",
             "embedlab index build catalogue --images ~/catalogue --model ./my-clip-folder",
             "embedlab index build lib ~/papers --model all-MiniLM-L6-v2 --index milvus:index=HNSW,m=16",
+            "embedlab index build big /mnt/corpus --model all-MiniLM-L6-v2 --engine ray --ray-address auto --actors 8",
         ),
     )
     b.add_argument("collection", nargs="?", help="collection name (a new one unless --replace)")
@@ -89,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     _library_options(b)
     image_options(b)
+    add_ray_options(b)
     _common(b)
     b.set_defaults(handler=run_build)
 
@@ -101,6 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     u.add_argument("collection", help="collection name")
     u.add_argument("--folder", type=Path, help="read this folder instead (the library moved)")
+    add_ray_options(u)
     _common(u)
     u.set_defaults(handler=run_update)
 
@@ -318,6 +323,7 @@ def run_build(args: argparse.Namespace) -> int:
         max_image_bytes=limits.max_bytes,
         max_image_pixels=limits.max_pixels,
         show_progress=not args.no_progress,
+        **_engine(args),
     )
     _print_report(report)
     print(f"collection folder: {CollectionDir(args.collection, root=args.root).path.absolute()}")
@@ -377,9 +383,21 @@ def run_update(args: argparse.Namespace) -> int:
         folder=args.folder,
         cache=False if args.no_cache else (args.cache_dir or True),
         show_progress=not args.no_progress,
+        **_engine(args),
     )
     _print_report(report)
     return 0
+
+
+def _engine(args: argparse.Namespace) -> dict[str, Any]:
+    """``--engine`` and the Ray options as the API's keywords, checked before the model loads."""
+    ray_engine(args)
+    return {
+        "engine": args.engine,
+        "ray_address": args.ray_address,
+        "actors": args.actors,
+        "num_gpus_per_actor": args.num_gpus_per_actor,
+    }
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from embedlab.data.chunking import TokenCounter, check_chunk_options, count_word
 from embedlab.data.clean import CLEANING
 from embedlab.data.images import ImageLimits
 from embedlab.data.library import DEFAULT_RULES, LibraryRules, library_files
+from embedlab.distributed.ray_engine import RayEngine
 from embedlab.encoders.base import Encoder
 from embedlab.encoders.spec import ModelSpec, parse_model_spec
 from embedlab.errors import EmbedlabError
@@ -53,6 +54,18 @@ def _job(images: ImageLimits | None, *args: Any, **kwargs: Any) -> GenerationJob
     return ImageGenerationJob(*args, limits=images, **kwargs)
 
 
+def check_engine(engine: RayEngine | None, images: bool) -> None:
+    """Ray options are sound, and Ray encodes text collections (images are decoded and encoded here)."""
+    if engine is None:
+        return
+    engine.check()
+    if images:
+        raise EmbedlabError(
+            "--engine ray encodes the chunks of document collections; an image collection is encoded in this process",
+            hint="leave out --engine ray for an image collection",
+        )
+
+
 def _spec(model_spec: ModelSpec | str) -> ModelSpec:
     return parse_model_spec(model_spec) if isinstance(model_spec, str) else model_spec
 
@@ -73,6 +86,7 @@ def build(
     images: ImageLimits | None = None,
     show_progress: bool = False,
     ann_index: str | None = None,
+    engine: RayEngine | None = None,
 ) -> BuildReport:
     """Index every readable file of ``folder`` into collection ``name`` (a new one, or ``replace=True``).
 
@@ -80,6 +94,8 @@ def build(
     and cap pages, text and chunks per file; they are kept in the manifest for updates.
     ``images`` (the decoding limits): an image collection, one image file per document
     (:mod:`embedlab.collection.images`); chunking options do not apply to it.
+    ``engine``: encode the new chunks on Ray actors (:mod:`embedlab.distributed.ray_engine`)
+    instead of in this process; the same cache, vectors and manifest.
     """
     from embedlab.encoders.registry import load_encoder
 
@@ -105,6 +121,7 @@ def build(
             "(or --index KIND) above it",
         )
     ann_choice(ann_index, fingerprint="")  # a mistake in --index fails before the model loads
+    check_engine(engine, images is not None)
     encoder = load_encoder(spec)
     ann = ann_choice(ann_index, fingerprint=space_id(encoder.fingerprint.for_role("document")))
     if images is not None:
@@ -143,6 +160,7 @@ def build(
                 show_progress,
                 rules=rules,
                 ann=ann,
+                engine=engine,
             )
             return job.run()
     except EmbedlabError:
@@ -159,10 +177,11 @@ def update(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     show_progress: bool = False,
+    engine: RayEngine | None = None,
 ) -> BuildReport:
     """Re-read the collection's folder (or ``folder``, when it moved): new and changed files are
     indexed, deleted ones removed, unchanged ones carried over without encoding.  The folder is
-    read with the rules the collection was built with (links, caps)."""
+    read with the rules the collection was built with (links, caps); ``engine`` as for :func:`build`."""
     from embedlab.collection.collection import check_encoder
     from embedlab.encoders.registry import load_encoder
 
@@ -173,6 +192,7 @@ def update(
         cdir.remove_stale()
         live = cdir.live()
         previous = read_manifest(live)
+        check_engine(engine, previous.images is not None)
         library = Path(folder).expanduser() if folder is not None else Path(previous.source_folder)
         library_files(library, rules=previous.library.rules())  # a missing folder is an error, not "all deleted"
         spec = ModelSpec.model_validate(previous.model_spec)
@@ -202,5 +222,6 @@ def update(
             show_progress,
             rules=previous.library.rules(),
             ann=(previous.index.ann, previous.index.ann_options),
+            engine=engine,
         )
         return job.run()

@@ -50,6 +50,7 @@ from embedlab.collection.vectors import VECTORS, build_dense_index, load_vectors
 from embedlab.data.chunking import Chunk, TokenCounter, iter_chunks
 from embedlab.data.ingest import SUPPORTED_SUFFIXES, Skipped, SourceDocument, read_or_skip
 from embedlab.data.library import DEFAULT_RULES, LibraryRules, display_path, file_digest, library_files, over_cap
+from embedlab.distributed.ray_engine import RayEngine, RayTextEncoder
 from embedlab.encoders.base import Encoder, EncodeStats
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
@@ -57,6 +58,9 @@ from embedlab.progress import progress_bar
 
 log = logging.getLogger(__name__)
 ENCODE_GROUP = 1024  # new chunks encoded (and appended to disk) at a time
+# with --engine ray: chunks per Ray job; each job starts its actors (a model load each), so a group
+# must be large enough to pay for that, and small enough that its texts and vectors fit the driver
+RAY_GROUP = 50_000
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,12 @@ class GenerationJob:
         *,
         rules: LibraryRules = DEFAULT_RULES,
         ann: tuple[str, dict[str, bool | int | float | str]] | None = None,
+        engine: RayEngine | None = None,
     ) -> None:
         self.cdir, self.library, self.spec, self.encoder = cdir, library, spec, encoder
+        # None: encode in this process; else on Ray actors, the cache looked up and filled here
+        self.bulk = RayTextEncoder(engine, spec.model_dump_json(), spec.batch_size) if engine is not None else None
+        self.group = ENCODE_GROUP if engine is None else RAY_GROUP
         self.rules = rules
         self.ann = ann or ("faiss-hnsw", {})  # the approximate kind and its options (vectors.build_dense_index)
         self.chunking, self.counter, self.threshold = chunking, counter, threshold
@@ -170,6 +178,8 @@ class GenerationJob:
         finally:
             if old is not None:
                 old.close()
+            if self.bulk is not None:
+                self.bulk.close()
         return self._publish(work, number, manifest, skipped)
 
     # ------------------------------------------------------------------ planning
@@ -248,7 +258,7 @@ class GenerationJob:
                     writer.add_file(item, chunks, ids)
                     self.indexed.append(rel)
                     pending.extend(self._inputs(item, chunks))
-                    if len(pending) >= ENCODE_GROUP:
+                    if len(pending) >= self.group:
                         new_count += self._encode(pending, sink, cache)
                         pending = []
                 new_count += self._encode(pending, sink, cache)
@@ -367,7 +377,7 @@ class GenerationJob:
         return [c.text for c in chunks]
 
     def _embed(self, inputs: list, cache: EmbeddingCache | None) -> np.ndarray:
-        return self.encoder.encode(inputs, role="document", cache=cache, stats=self.stats)
+        return self.encoder.encode(inputs, role="document", cache=cache, stats=self.stats, bulk=self.bulk)
 
     def _images(self) -> ImageReading | None:
         """An image collection's decoding limits, for its manifest (None: documents)."""

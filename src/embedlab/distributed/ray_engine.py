@@ -27,7 +27,8 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -41,6 +42,84 @@ CLIENT_PORT = 10001  # ray:// (Ray Client) default port
 GCS_PORT = 6379
 
 OnShard = Callable[[int, list[str], np.ndarray], None]
+Engine = Literal["local", "ray"]  # where a corpus or collection is encoded
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """Where and how wide to encode on Ray: ``--ray-address`` (None: a Ray started in this process),
+    ``--actors`` (one model each) and ``--num-gpus-per-actor`` (0: CPU actors, cores / actors
+    threads each).  The same options for ``embedlab encode`` and ``index build/update``."""
+
+    address: str | None = None
+    actors: int = 1
+    num_gpus_per_actor: float = 0.0
+
+    @classmethod
+    def of(cls, engine: Engine, address: str | None, actors: int, num_gpus_per_actor: float) -> RayEngine | None:
+        """The options of ``--engine local|ray`` (None: local); Ray options without Ray are an error."""
+        if engine not in ("local", "ray"):
+            raise EmbedlabError("unknown engine", found=repr(engine), expected="local or ray")
+        if engine == "local":
+            if address or actors != 1 or num_gpus_per_actor:
+                raise EmbedlabError("--ray-address, --actors and --num-gpus-per-actor need --engine ray")
+            return None
+        ray_engine = cls(address, actors, num_gpus_per_actor)
+        ray_engine.check()
+        return ray_engine
+
+    def check(self) -> None:
+        if self.actors < 1 or self.num_gpus_per_actor < 0:
+            raise EmbedlabError(
+                "invalid Ray option",
+                found=f"actors={self.actors}, num_gpus_per_actor={self.num_gpus_per_actor}",
+                expected="actors >= 1, GPUs per actor >= 0",
+            )
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Connected to Ray for the block; a Ray this call started is shut down after it."""
+        started = connect(self.address)
+        try:
+            yield
+        finally:
+            if started:
+                _ray().shutdown()
+
+
+class RayTextEncoder:
+    """``texts -> vectors`` on Ray actors, for the encode loop's ``bulk`` hook
+    (:meth:`embedlab.encoders.base.Encoder.encode`): the driver looks up and fills the embedding
+    cache and sends only the texts it lacks, prompts already applied; Ray is joined at the first
+    call (a build with nothing new to encode never starts it) and left by :meth:`close`."""
+
+    def __init__(self, engine: RayEngine, spec_json: str, batch_size: int) -> None:
+        engine.check()
+        self.engine, self.spec_json, self.batch_size = engine, spec_json, batch_size
+        self._session: contextlib.ExitStack | None = None
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self._session is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(self.engine.session())
+            self._session = stack
+        got: dict[int, np.ndarray] = {}
+        encode_shards(
+            [(0, [str(i) for i in range(len(texts))], texts)],
+            spec_json=self.spec_json,
+            actors=self.engine.actors,
+            batch_size=self.batch_size,
+            num_gpus_per_actor=self.engine.num_gpus_per_actor,
+            cache_dir=None,
+            on_shard=lambda index, _ids, vectors: got.__setitem__(index, vectors),
+            use_prompt=False,
+        )
+        return got[0]
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 def _ray() -> Any:
@@ -163,7 +242,9 @@ def _stderr_to_log() -> Iterator[None]:
 class EncodeActor:
     """One model per actor; ``__call__`` encodes a batch of rows through the embedding cache."""
 
-    def __init__(self, *, spec_json: str, threads: int, cache_dir: str | None, plugins: str) -> None:
+    def __init__(
+        self, *, spec_json: str, threads: int, cache_dir: str | None, plugins: str, use_prompt: bool = True
+    ) -> None:
         os.environ["EMBEDLAB_THREADS"] = str(threads)  # cores / actors: actors do not oversubscribe
         if plugins:
             os.environ["EMBEDLAB_PLUGINS"] = plugins  # the driver's plugins, also on remote nodes
@@ -173,10 +254,11 @@ class EncodeActor:
 
         self.encoder = load_encoder(ModelSpec.model_validate(json.loads(spec_json)))
         self.cache = EmbeddingCache(cache_dir) if cache_dir else None
+        self.use_prompt = use_prompt  # False: the driver sends texts with the document prompt already on
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        vectors = self.encoder.encode(texts, role="document", cache=self.cache)
+        vectors = self.encoder.encode(texts, role="document", cache=self.cache, use_prompt=self.use_prompt)
         return {"shard": batch["shard"], "row": batch["row"], "vector": vectors}
 
 
@@ -189,6 +271,7 @@ def encode_shards(
     num_gpus_per_actor: float,
     cache_dir: str | None,
     on_shard: OnShard,
+    use_prompt: bool = True,
 ) -> None:
     """Encode ``(index, ids, texts)`` shards on the connected Ray; ``on_shard(index, ids, vectors)``
     is called once per shard, in any order, as soon as all its rows are back."""
@@ -231,6 +314,7 @@ def encode_shards(
                 "threads": threads,
                 "cache_dir": cache_dir,
                 "plugins": os.environ.get("EMBEDLAB_PLUGINS", ""),
+                "use_prompt": use_prompt,
             },
             batch_size=batch_size,
             batch_format="numpy",

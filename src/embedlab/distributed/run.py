@@ -13,13 +13,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from embedlab import settings
 from embedlab.cache.store import EmbeddingCache
 from embedlab.distributed.corpus import read_corpus, resolve_corpus
+from embedlab.distributed.ray_engine import Engine, RayEngine
 from embedlab.distributed.shards import (
     ShardManifest,
     check_resumable,
@@ -34,7 +34,6 @@ from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
 
 log = logging.getLogger(__name__)
-Engine = Literal["local", "ray"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,10 @@ class EncodeSpec:
     shard_rows: int = 10_000
     use_cache: bool = True
     cache_dir: Path | None = None
+
+    @property
+    def ray(self) -> RayEngine:
+        return RayEngine(self.ray_address, self.actors, self.num_gpus_per_actor)
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,9 @@ class EncodeResult:
 
 
 def encode_corpus(spec: EncodeSpec) -> EncodeResult:
-    if spec.actors < 1 or spec.shard_rows < 1 or spec.num_gpus_per_actor < 0:
-        raise EmbedlabError(
-            "invalid encode option",
-            found=f"actors={spec.actors}, shard_rows={spec.shard_rows}, num_gpus_per_actor={spec.num_gpus_per_actor}",
-            expected="actors >= 1, shard rows >= 1, GPUs per actor >= 0",
-        )
+    spec.ray.check()
+    if spec.shard_rows < 1:
+        raise EmbedlabError("invalid encode option", found=f"shard_rows={spec.shard_rows}", expected="shard rows >= 1")
     corpus = read_corpus(resolve_corpus(spec.corpus))
     encoder = load_encoder(spec.model)
     fresh = ShardManifest(
@@ -104,10 +104,9 @@ def encode_corpus(spec: EncodeSpec) -> EncodeResult:
     cache_folder = (spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
     started = time.perf_counter()
     if spec.engine == "ray":
-        from embedlab.distributed.ray_engine import connect, encode_shards
+        from embedlab.distributed.ray_engine import encode_shards
 
-        started_ray = connect(spec.ray_address)
-        try:
+        with spec.ray.session():
             encode_shards(
                 [(i, corpus.ids[s:e], corpus.texts[s:e]) for i, s, e in todo],
                 spec_json=spec.model.model_dump_json(),
@@ -117,11 +116,6 @@ def encode_corpus(spec: EncodeSpec) -> EncodeResult:
                 cache_dir=str(cache_folder) if cache_folder else None,
                 on_shard=finished,
             )
-        finally:
-            if started_ray:
-                import ray
-
-                ray.shutdown()
     else:
         cache = EmbeddingCache(cache_folder) if cache_folder else None
         try:

@@ -106,7 +106,11 @@ class Encoder(ABC):
         stats: EncodeStats | None = None,
         show_progress: bool = False,
         use_prompt: bool = True,
+        bulk: Callable[[list[str]], np.ndarray] | None = None,
     ) -> np.ndarray:
+        """Texts -> vectors through the cache (see :meth:`_encode_keyed`).  ``bulk``: encodes all the
+        texts the cache lacks in one call, elsewhere (Ray actors,
+        :class:`embedlab.distributed.ray_engine.RayTextEncoder`), with the prompt already applied."""
         if "text" not in self.modalities:
             raise EmbedlabError(
                 f"model {self.fingerprint.model!r} cannot encode text (it encodes images only)",
@@ -118,6 +122,7 @@ class Encoder(ABC):
             inputs,
             [text_key(t) for t in inputs],
             lambda rows: self.encode_role_batch([inputs[i] for i in rows], role),
+            bulk=None if bulk is None else lambda rows: bulk([inputs[i] for i in rows]),
             description=self.fingerprint.for_role(role),
             unit=UNITS[role],
             longest_first=[len(t) for t in inputs],
@@ -150,6 +155,7 @@ class Encoder(ABC):
         keys: list[bytes],
         run_batch: Callable[[list[int]], np.ndarray],
         *,
+        bulk: Callable[[list[int]], np.ndarray] | None = None,
         description: dict[str, object],
         unit: str,
         longest_first: list[int],
@@ -158,7 +164,8 @@ class Encoder(ABC):
         show_progress: bool,
     ) -> np.ndarray:
         """The one encode loop (texts and images): cache lookup in the space ``description`` names,
-        de-duplication by key, batches of similar size (``longest_first``), cache writes per batch."""
+        de-duplication by key, batches of similar size (``longest_first``), cache writes per batch.
+        ``bulk`` (rows -> vectors) replaces the batches: every row still to encode in one call."""
         stats = stats if stats is not None else EncodeStats()
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
         stats.texts += len(inputs)
@@ -178,15 +185,19 @@ class Encoder(ABC):
             first.setdefault(keys[i], i)
         unique = sorted(first.values(), key=lambda i: longest_first[i], reverse=True)
         started = time.perf_counter()
+        # bulk: one call for every row (elsewhere: its time is not this encoder's, so no timing record)
+        size, run = (max(1, len(unique)), bulk) if bulk is not None else (self.batch_size, run_batch)
         with progress_bar(total=len(unique), desc="embed", unit=unit, enabled=show_progress) as bar:
-            for start in range(0, len(unique), self.batch_size):
-                rows = unique[start : start + self.batch_size]
+            for start in range(0, len(unique), size):
+                rows = unique[start : start + size]
                 batch_started = time.perf_counter()
-                vectors = self._finish(run_batch(rows))
+                vectors = self._finish(run(rows))
                 out[rows] = vectors
                 if cache is not None and space is not None:
                     cache.put(space, [keys[i] for i in rows], vectors)
-                    cache.record_timing(space, len(rows), time.perf_counter() - batch_started, dict(self.conditions()))
+                    if bulk is None:
+                        elapsed = time.perf_counter() - batch_started
+                        cache.record_timing(space, len(rows), elapsed, dict(self.conditions()))
                 stats.batches += 1
                 bar.update(len(rows))
         stats.encoded += len(unique)
