@@ -111,6 +111,19 @@ def test_the_student_moves_toward_its_teacher_and_is_deterministic(teacher: Path
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
+def test_the_cli_student_defaults_are_the_library_s() -> None:
+    from embedlab.cli.main import _parser
+    from embedlab.optimize.distill import DistillOptions
+
+    args = _parser().parse_args(["shrink", "--model", "m", "-d", "d", "--out", "o"])
+    defaults = DistillOptions()
+    assert (args.student_max_passages, args.student_epochs, args.student_batch_size) == (
+        defaults.student_max_passages,
+        defaults.student_epochs,
+        defaults.student_batch_size,
+    )
+
+
 def test_layer_choice_and_corpus_vocabulary() -> None:
     assert student_layers(6, None) == (1, 3, 5)
     assert student_layers(3, None) == (0, 2)

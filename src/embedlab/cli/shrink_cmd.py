@@ -55,8 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--student-max-passages",
         type=int,
-        default=1000,
-        help="student: corpus passages it copies the teacher on, plus up to 1/4 as many queries (default 1000)",
+        default=4000,  # DistillOptions' default (tests/test_shrink_distill.py checks they agree)
+        help="student: corpus passages it copies the teacher on, plus up to 1/4 as many queries (default 4000)",
     )
     p.add_argument("--split", default="test", help="qrels split evaluated")
     p.add_argument(
