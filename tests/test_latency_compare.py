@@ -67,7 +67,9 @@ def test_identical_models_are_reported_as_the_same_latency() -> None:
         summaries.append(summary)
         if not different:
             break
-    assert summaries[-1].startswith("same latency (p = "), summaries
+    # "same latency (p = ...)", or "same latency (within 10%: x0.960, p = 0.041)" when noise is
+    # significant but under the practical margin: both are the "same" verdict
+    assert summaries[-1].startswith("same latency ("), summaries
 
 
 def test_a_genuinely_slower_model_is_reported_as_slower() -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,7 @@ LITE_COLLECTION = "embedlab"
 LITE_TYPES = ("HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT")  # what Milvus Lite 3.2 builds
 MAX_LIMIT = 16_384  # Milvus's largest top-k
 INSERT_BATCH = 10_000
+INDEX_WAIT_S = 600  # the longest wait for Milvus to finish indexing a new collection's sealed rows
 QUERY_BATCH = 256
 PK, VEC = "pos", "vec"
 IVF = ("nlist", "nprobe")
@@ -160,10 +162,30 @@ class MilvusIndex(ExternalIndex):
                 block = np.asarray(self.vectors[start : start + INSERT_BATCH], dtype=np.float32)
                 self.client.insert(self._name, [{PK: start + i, VEC: row} for i, row in enumerate(block)])
             self.client.flush(self._name)  # sealed segments get their index; unsealed rows are scanned
+            self._wait_for_index()
             self.client.load_collection(self._name)
         self._width = 0
         if n:
             self._tune(opts)
+
+    def _wait_for_index(self) -> None:
+        """Until Milvus has indexed every row: it builds the index of sealed segments in the
+        background, and rows not yet indexed are searched another way (scanned, or through a growing
+        segment's interim index), so the recall tuned and measured at build would not be the
+        index's own -- under load the search width was tuned on rows the graph did not hold yet."""
+        deadline = time.monotonic() + INDEX_WAIT_S
+        while True:
+            state = self.client.describe_index(self._name, VEC)
+            if int(state.get("pending_index_rows") or 0) == 0 and state.get("state", "Finished") == "Finished":
+                return
+            if state.get("state") == "Failed" or time.monotonic() > deadline:
+                raise EmbedlabError(
+                    f"Milvus did not finish indexing {self._name!r}",
+                    found=f"state {state.get('state')}, {state.get('indexed_rows')} of {state.get('total_rows')} rows",
+                    expected=f"every row indexed within {INDEX_WAIT_S} s",
+                    hint=str(state.get("fail_reason") or "check the Milvus server's logs"),
+                )
+            time.sleep(0.2)
 
     def info(self) -> IndexInfo:
         """As the base, less the options of the other index types (HNSW has no nlist)."""
