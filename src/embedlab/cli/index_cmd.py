@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from embedlab.cli.encode_cmd import add_ray_options, ray_engine
+from embedlab.cli.encode_cmd import add_ray_options
 from embedlab.cli.help import examples
 from embedlab.cli.index_images import image_limits, image_options, search_by_image
 from embedlab.errors import EmbedlabError
@@ -390,8 +390,7 @@ def run_update(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> dict[str, Any]:
-    """``--engine`` and the Ray options as the API's keywords, checked before the model loads."""
-    ray_engine(args)
+    """``--engine`` and the Ray options as the API's keywords (it checks them before loading a model)."""
     return {
         "engine": args.engine,
         "ray_address": args.ray_address,

@@ -55,11 +55,8 @@ def _job(images: ImageLimits | None, *args: Any, **kwargs: Any) -> GenerationJob
 
 
 def check_engine(engine: RayEngine | None, images: bool) -> None:
-    """Ray options are sound, and Ray encodes text collections (images are decoded and encoded here)."""
-    if engine is None:
-        return
-    engine.check()
-    if images:
+    """Ray encodes document collections (an image collection's files are decoded and encoded here)."""
+    if engine is not None and images:
         raise EmbedlabError(
             "--engine ray encodes the chunks of document collections; an image collection is encoded in this process",
             hint="leave out --engine ray for an image collection",

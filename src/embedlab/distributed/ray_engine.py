@@ -64,11 +64,9 @@ class RayEngine:
             if address or actors != 1 or num_gpus_per_actor:
                 raise EmbedlabError("--ray-address, --actors and --num-gpus-per-actor need --engine ray")
             return None
-        ray_engine = cls(address, actors, num_gpus_per_actor)
-        ray_engine.check()
-        return ray_engine
+        return cls(address, actors, num_gpus_per_actor)
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:  # a RayEngine is a sound one: checked once, where it is made
         if self.actors < 1 or self.num_gpus_per_actor < 0:
             raise EmbedlabError(
                 "invalid Ray option",
@@ -94,7 +92,6 @@ class RayTextEncoder:
     call (a build with nothing new to encode never starts it) and left by :meth:`close`."""
 
     def __init__(self, engine: RayEngine, spec_json: str, batch_size: int) -> None:
-        engine.check()
         self.engine, self.spec_json, self.batch_size = engine, spec_json, batch_size
         self._session: contextlib.ExitStack | None = None
 

@@ -70,7 +70,7 @@ class EncodeResult:
 
 
 def encode_corpus(spec: EncodeSpec) -> EncodeResult:
-    spec.ray.check()
+    ray_engine = spec.ray  # the Ray options are checked here, before any work
     if spec.shard_rows < 1:
         raise EmbedlabError("invalid encode option", found=f"shard_rows={spec.shard_rows}", expected="shard rows >= 1")
     corpus = read_corpus(resolve_corpus(spec.corpus))
@@ -106,7 +106,7 @@ def encode_corpus(spec: EncodeSpec) -> EncodeResult:
     if spec.engine == "ray":
         from embedlab.distributed.ray_engine import encode_shards
 
-        with spec.ray.session():
+        with ray_engine.session():
             encode_shards(
                 [(i, corpus.ids[s:e], corpus.texts[s:e]) for i, s, e in todo],
                 spec_json=spec.model.model_dump_json(),

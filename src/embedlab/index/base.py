@@ -264,15 +264,18 @@ class VectorIndex(ABC):
             found += min(k, int((scores >= exact_scores[row, -1] - 1e-5).sum()))
         return found / (k * len(q))
 
+    def _record_recall(self, recall: float, target: float | None) -> None:
+        """Keep a build-time :meth:`measure_recall` result for :meth:`info` (and the manifest)."""
+        self._recall = (recall, min(len(self.vectors), RECALL_QUERIES), target)
+
 
 def tune_width(
     index: VectorIndex, set_width: Callable[[int], None], *, fixed: int | None, start: int, target: float
-) -> tuple[int, float]:
-    """The search width (HNSW ef, IVF nprobe) used and its recall@10 against exact search:
-    ``fixed`` if given, else doubled from ``start`` until recall@10 (measured on a seeded sample
-    of the indexed vectors, :meth:`VectorIndex.measure_recall`) reaches ``target`` or
-    :data:`WIDTH_LIMIT`: one rule for ``faiss-hnsw``, ``milvus`` and ``chroma``, so the kinds compare
-    at equal measured recall."""
+) -> int:
+    """The search width (HNSW ef, IVF nprobe) to use, its recall@10 recorded on ``index``:
+    ``fixed`` if given, else doubled from ``start`` until recall@10 against exact search
+    (:meth:`VectorIndex.measure_recall`) reaches ``target`` or :data:`WIDTH_LIMIT`: one rule for
+    ``faiss-hnsw``, ``milvus`` and ``chroma``, so the kinds compare at equal measured recall."""
     width = fixed or start
     while True:
         set_width(width)
@@ -282,7 +285,8 @@ def tune_width(
         width *= 2
     if recall < target:
         log.warning("%s recall@10 is %.3f at search width %d, under the %.2f target", index.kind, recall, width, target)
-    return width, recall
+    index._record_recall(recall, target)
+    return width
 
 
 INDEXES: Registry[type[VectorIndex]] = Registry("index kind")

@@ -106,9 +106,8 @@ class ChromaIndex(ExternalIndex):
                 )
         if n:
             fixed, target = opts.ef_search, opts.recall_target
-            width, recall = tune_width(self, self._set_ef, fixed=fixed, start=DEFAULT_WIDTH, target=target)
+            width = tune_width(self, self._set_ef, fixed=fixed, start=DEFAULT_WIDTH, target=target)
             self.options = opts.model_copy(update={"ef_search": width})
-            self._recall = (recall, min(n, 200), opts.recall_target)
 
     def info(self) -> IndexInfo:
         """As the base, less the server port of an embedded store."""

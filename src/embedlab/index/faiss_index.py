@@ -117,9 +117,8 @@ class FaissHNSWIndex(VectorIndex):
         def use(ef: int) -> None:
             self.index.hnsw.efSearch = ef
 
-        ef, recall = tune_width(self, use, fixed=opts.ef_search, start=64, target=opts.recall_target)
+        ef = tune_width(self, use, fixed=opts.ef_search, start=64, target=opts.recall_target)
         self.options = opts.model_copy(update={"ef_search": ef})
-        self._recall = (recall, min(len(self.vectors), 200), opts.recall_target)
 
     def _search(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         opts = self._opts

@@ -208,14 +208,13 @@ class MilvusIndex(ExternalIndex):
             self._width = width
 
         if opts.index.startswith("IVF"):
-            width, recall = tune_width(self, use, fixed=opts.nprobe, start=8, target=opts.recall_target)
+            width = tune_width(self, use, fixed=opts.nprobe, start=8, target=opts.recall_target)
             self.options = opts.model_copy(update={"nprobe": width})
         elif opts.index in ("HNSW", "DISKANN"):
-            width, recall = tune_width(self, use, fixed=opts.ef_search, start=64, target=opts.recall_target)
+            width = tune_width(self, use, fixed=opts.ef_search, start=64, target=opts.recall_target)
             self.options = opts.model_copy(update={"ef_search": width})
         else:
-            recall = self.measure_recall()
-        self._recall = (recall, min(len(self.vectors), 200), opts.recall_target)
+            self._record_recall(self.measure_recall(), opts.recall_target)
 
     @property
     def _name(self) -> str:
