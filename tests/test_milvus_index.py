@@ -166,12 +166,14 @@ def test_scifact_through_milvus_and_chroma_reproduces_exact_ndcg() -> None:
     pytest.importorskip("chromadb")
     # Milvus at its defaults (recall target 0.95; its HNSW measured recall@10 1.000 at ef 64, NDCG
     # exact in every build tried).  Chroma's graph is weaker at the same ef: at the default target
-    # it stops at ef 64 (measured recall ~0.99) and gave NDCG@10 0.6382-0.6451 over six builds, so
-    # the 0.002 bar needs recall 0.995 (ef 128: 0.6451 in every build tried).
+    # it stops at ef 64 (measured recall ~0.99) and gave NDCG@10 0.6382-0.6451 over six builds; at
+    # target 0.995 the tuning stops at ef 128 or 256 depending on the (multi-threaded, so varying)
+    # graph, and one CI build at ef 128 gave 0.6417.  Target 0.999 stops at ef 256 in every build
+    # tried (recall@10 on the real test queries 0.9997-1.000), which the 0.002 bar needs.
     specs = (
         "all-MiniLM-L6-v2",
         "all-MiniLM-L6-v2:index=milvus",
-        "all-MiniLM-L6-v2:index=chroma,index_recall_target=0.995",
+        "all-MiniLM-L6-v2:index=chroma,index_recall_target=0.999",
     )
     spec = EvalSpec(
         datasets=(str(shared_dataset("scifact")),),
