@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,6 @@ def main() -> None:
         Path(out).write_text(json.dumps(result, default=str))
         return
 
-    from embedlab.eval.measure import hardware, library_versions
     from embedlab.index.exact import top_k
 
     results = []
@@ -114,23 +114,37 @@ def main() -> None:
         np.save(folder / "exact_scores.npy", top_k(queries, np.asarray(vectors), 10)[0])
         del vectors
         print(f"generated {args.rows:,} x {args.dim} and the exact top-10 of {args.queries} queries", flush=True)
+        path = args.out / f"vector_backends_{args.rows // 1000}k_{time.strftime('%Y%m%d-%H%M')}.json"
         for kind in args.kinds.split(","):
             out = folder / f"{kind}.json"
             child = [sys.executable, __file__, "--threads", str(args.threads), "--child", kind, str(folder), str(out)]
             started = time.perf_counter()
-            subprocess.run(child, check=True)
-            result = json.loads(out.read_text())
-            results.append(result)
-            latency = result["single_query"]
-            print(
-                f"{kind:>10}: build {result['build_seconds']:.1f} s, recall@10 {result['recall_at_10_held_out']:.3f}, "
-                f"p50 {latency['p50_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms, "
-                f"disk {result['disk_bytes'] / 1e6:.1f} MB, "
-                f"peak RSS {result['peak_rss_bytes'] / 1e6:.0f} MB ({time.perf_counter() - started:.0f} s)",
-                flush=True,
-            )
-    milvus = next((r for r in results if r["kind"] == "milvus"), None)
-    summary = {
+            done = subprocess.run(child, stderr=subprocess.PIPE, text=True)
+            if done.returncode != 0:  # recorded, and the other backends still run
+                last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                results.append({"kind": kind, "error": f"exit {done.returncode}: {last}"})
+                print(f"{kind:>10}: failed ({last})", flush=True)
+            else:
+                result = json.loads(out.read_text())
+                results.append(result)
+                latency = result["single_query"]
+                print(
+                    f"{kind:>10}: build {result['build_seconds']:.1f} s, "
+                    f"recall@10 {result['recall_at_10_held_out']:.3f}, "
+                    f"p50 {latency['p50_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms, "
+                    f"disk {result['disk_bytes'] / 1e6:.1f} MB, "
+                    f"peak RSS {result['peak_rss_bytes'] / 1e6:.0f} MB ({time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
+            write_record(path, summary(args, results))  # after each backend: a late failure keeps the others
+    print(f"wrote {path}")
+
+
+def summary(args: argparse.Namespace, results: list[dict[str, object]]) -> dict[str, object]:
+    from embedlab.eval.measure import hardware, library_versions
+
+    milvus: Any = next((r for r in results if r["kind"] == "milvus" and "error" not in r), None)
+    return {
         "benchmark": "vector_backends",
         "rows": args.rows,
         "dim": args.dim,
@@ -145,10 +159,13 @@ def main() -> None:
         "hardware": hardware(),
         "libraries": library_versions(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"vector_backends_{args.rows // 1000}k_{time.strftime('%Y%m%d-%H%M')}.json"
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
+
+
+def write_record(path: Path, record: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    partial.replace(path)
 
 
 if __name__ == "__main__":
