@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> dict:
     retrain += ["--candidate", args.candidate, "--epochs", str(args.epochs), "--min-clicks", str(args.min_clicks)]
     retrain += ["--min-holdout", str(args.min_holdout), "--dev-ratio", str(args.dev_ratio)]
     retrain += ["--learning-rate", str(args.learning_rate), "--batch-size", str(args.batch_size)]
+    retrain += ["--propensity-eta", str(args.propensity_eta)]
     if not args.no_labelled_gate:
         retrain += ["--test-dataset", args.test_dataset or args.dataset]
     done = cli(*retrain)
@@ -199,6 +200,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch size")
     parser.add_argument("--dev-ratio", type=float, default=0.1, help="retrain's --dev-ratio (0: keep the last epoch)")
     parser.add_argument("--eta", type=float, default=1.0, help="click model: examination 1/rank^eta")
+    parser.add_argument(
+        "--propensity-eta",
+        type=float,
+        default=1.0,
+        help="retrain's --propensity-eta: the gate's examination assumption (the operator's, not --eta)",
+    )
     parser.add_argument("--p-other", type=float, default=0.05, help="click model: click probability of others")
     parser.add_argument("--min-clicks", type=int, default=50, help="retrain's --min-clicks")
     parser.add_argument("--min-holdout", type=int, default=10, help="retrain's --min-holdout")

@@ -182,6 +182,7 @@ def test_bad_input_is_one_line_and_changes_nothing(lab: Path, tmp_path: Path, ca
         (["monitor", "retrain", "live", *common, "--feedback-db", str(other)], "another collection"),
         (["monitor", "retrain", "live", *common, "--min-clicks", "100000"], "at least 100000 training pages"),
         (["monitor", "retrain", "live", *common, "--holdout", "1.5"], "invalid --holdout"),
+        (["monitor", "retrain", "live", *common, "--propensity-eta", "-1"], "invalid --propensity-eta"),
         (["monitor", "retrain", "live", *common, "--learning-rate", "5"], "bad learning rate"),
     ]
     before = sorted(p.relative_to(root) for p in root.rglob("*") if "feedback.sqlite" not in p.name)
@@ -283,3 +284,47 @@ def test_an_alert_starts_a_gated_retrain_that_stages_but_never_promotes(lab: Pat
     assert main(["monitor", "check", "live", "--root", str(root), "--rules", str(rules)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "[retrain] on names no rule: 'no such rule'" in err[0]
+
+
+def test_held_out_clicks_weigh_the_inverse_of_their_ranks_examination() -> None:
+    """IPS grades (monitor/retrain.py's doc): a click at displayed rank r weighs min(r, CLIP_RANK)^eta,
+    summed over a query's pages, x GRADE_SCALE; eta 0 is the plain label 1 for every clicked chunk.
+    Integer arithmetic, so exact equality."""
+    from embedlab.monitor.retrain import CLIP_RANK, GRADE_SCALE, click_grades
+
+    shown = [f"doc  {n}" for n in range(1, 31)]  # flattened on both sides: "doc  3" is "doc 3"
+    rows = [
+        {"query": "q1", "clicked": ["doc 3"], "shown": shown},
+        {"query": "q1", "clicked": ["doc 2", "doc 3"], "shown": shown[1:]},  # another page: doc 3 at rank 2
+        {"query": "q2", "clicked": ["doc 30"], "shown": shown},
+        {"query": "q3", "clicked": ["gone"], "shown": ["gone"]},  # not in the corpus: no judgment
+    ]
+    by_text = {f"doc {n}": [n] for n in range(1, 31)}
+    assert click_grades(rows, by_text, eta=1) == {
+        "q1": {3: (3 + 2) * GRADE_SCALE, 2: 1 * GRADE_SCALE},
+        "q2": {30: CLIP_RANK * GRADE_SCALE},
+    }
+    assert click_grades(rows, by_text, eta=2)["q1"] == {3: (9 + 4) * GRADE_SCALE, 2: GRADE_SCALE}
+    assert click_grades(rows, by_text, eta=0) == {"q1": {3: 1, 2: 1}, "q2": {30: 1}}
+
+
+@pytest.mark.parametrize(
+    ("delta", "p_value", "improve", "no_regression"),
+    [(0.04, 0.001, True, True), (0.01, 0.3, False, True), (-0.027, 0.074, False, True), (-0.03, 0.01, False, False)],
+)
+def test_click_gate_rules(delta: float, p_value: float, improve: bool, no_regression: bool) -> None:
+    """``improve``: significantly better; ``no-regression``: not significantly worse (the held-out
+    clicks' rule when a labelled set is given; monitor/retrain.py's doc says why)."""
+    from embedlab.eval.stats import Interval
+    from embedlab.monitor.retrain import _gate_figures
+    from embedlab.train.verdict import MetricComparison, Verdict
+
+    def interval(mean: float) -> Interval:
+        return Interval(mean, mean - 0.01, mean + 0.01, 0.95, "bootstrap")
+
+    ndcg = MetricComparison("ndcg_at_10", interval(0.9), interval(0.9 + delta), interval(delta), p_value, "paired")
+    verdict = Verdict("heldout", "test", 87, (ndcg,), None, None, alpha=0.05)  # type: ignore[arg-type]  # sides unused
+    assert _gate_figures(verdict, rule="improve")["passed"] is improve
+    figures = _gate_figures(verdict, rule="no-regression")
+    assert figures["passed"] is no_regression and figures["rule"] == "no-regression"
+    assert ("significantly worse" in figures["reason"]) is (not no_regression)

@@ -20,8 +20,10 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
         parents=[common],
         help="fine-tune the live arm's model on logged clicks; stage it if it passes the gate",
         description="Export the feedback as a click log, hold out a seeded share of the sessions as a test "
-        "set (clicked chunks = relevant), fine-tune the live arm's model on the rest and require a significant "
-        "NDCG@10 gain on the held-out set (and on --test-dataset when given: both must pass). A passed gate builds "
+        "set (clicked chunks = relevant, weighted by the inverse of their rank's examination probability), "
+        "fine-tune the live arm's model on the rest and require a significant "
+        "NDCG@10 gain on the held-out set, or with --test-dataset a gain there and no significant loss on the "
+        "held-out set (--click-gate). A passed gate builds "
         "a candidate collection with the new model over the same library and stages it in the arms file; a "
         "failed one stages nothing. Exit 0: staged; 1: the gate failed; 2: bad input.",
         epilog=examples(
@@ -54,6 +56,20 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
         help="share of the training queries for choosing the best epoch (0: keep the last epoch)",
     )
     r.add_argument("--alpha", type=float, default=0.05, help="significance level of the gate")
+    r.add_argument(
+        "--click-gate",
+        choices=("auto", "improve", "no-regression"),
+        default="auto",
+        help="what the held-out clicks must show: auto (default) = an improvement without --test-dataset, no "
+        "significant regression with it (clicks cannot credit what the live model never showed)",
+    )
+    r.add_argument(
+        "--propensity-eta",
+        type=float,
+        default=1.0,
+        help="held-out clicks weigh rank^eta, the inverse of a position-based examination model "
+        "(default 1; 0: every click counts once, which favours the model that logged them)",
+    )
     r.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
     r.add_argument("--why", default="retrained on logged clicks", help="reason kept in the audit log")
     r.set_defaults(handler=run_retrain)
@@ -106,6 +122,8 @@ def run_retrain(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             dev_ratio=args.dev_ratio,
             alpha=args.alpha,
+            propensity_eta=args.propensity_eta,
+            click_gate=args.click_gate,
             use_cache=not args.no_cache,
             why=args.why,
         )
