@@ -313,11 +313,14 @@ def test_held_out_clicks_weigh_the_inverse_of_their_ranks_examination() -> None:
     [(0.04, 0.001, True, True), (0.01, 0.3, False, True), (-0.027, 0.074, False, True), (-0.03, 0.01, False, False)],
 )
 def test_click_gate_rules(delta: float, p_value: float, improve: bool, no_regression: bool) -> None:
-    """``improve``: significantly better; ``no-regression``: not significantly worse (the held-out
-    clicks' rule when a labelled set is given; monitor/retrain.py's doc says why)."""
+    """``improve``: significantly better; ``no-regression``: not significantly worse; ``report``:
+    never gates (the held-out clicks' rule beside a labelled set; monitor/retrain.py's doc says why)."""
     from embedlab.eval.stats import Interval
-    from embedlab.monitor.retrain import _gate_figures
+    from embedlab.monitor.retrain import RetrainSpec, _gate_figures, click_rule
     from embedlab.train.verdict import MetricComparison, Verdict
+
+    assert click_rule(RetrainSpec("c")) == "improve" and click_rule(RetrainSpec("c", test_dataset="x")) == "report"
+    assert click_rule(RetrainSpec("c", test_dataset="x", click_gate="improve")) == "improve"
 
     def interval(mean: float) -> Interval:
         return Interval(mean, mean - 0.01, mean + 0.01, 0.95, "bootstrap")
@@ -328,3 +331,5 @@ def test_click_gate_rules(delta: float, p_value: float, improve: bool, no_regres
     figures = _gate_figures(verdict, rule="no-regression")
     assert figures["passed"] is no_regression and figures["rule"] == "no-regression"
     assert ("significantly worse" in figures["reason"]) is (not no_regression)
+    reported = _gate_figures(verdict, rule="report")
+    assert reported["passed"] is True and reported["reason"].endswith("(reported, not gated)")

@@ -112,7 +112,7 @@ class RetrainOnAlert(BaseModel):
     batch_size: int = Field(32, ge=2, le=4096)
     dev_ratio: float = Field(0.1, ge=0, lt=1)
     propensity_eta: float = Field(1.0, ge=0, le=4)
-    click_gate: Literal["auto", "improve", "no-regression"] = "auto"
+    click_gate: Literal["auto", "improve", "no-regression", "report"] = "auto"
     out_dir: str = "models"  # the candidate's model goes to <out_dir>/<candidate>
 
 
