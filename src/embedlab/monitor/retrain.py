@@ -30,10 +30,8 @@ Order (each step can stop before the expensive ones, and a stop changes nothing)
 Why clicks as labels, and why weighted: a click is a noisy, position-biased relevance judgment
 (Joachims et al. 2005).  Counted as plain relevance 1 they favour the model that logged them: a
 relevant chunk it ranked 8th was rarely examined, so rarely clicked, so it counts as not relevant,
-and a candidate that ranks it 1st is not credited (measured: a candidate +0.042 NDCG@10 on SciFact's
-labelled test scored -0.027 on 87 held-out plain-click queries; benchmarks/results/
-loop_scifact_20261128-162606.json).  The gate therefore weights each click by the inverse of the
-probability that its rank was examined (inverse propensity scoring, Joachims, Swaminathan and
+and a candidate that ranks it 1st is not credited.  The held-out labels therefore weight each click
+by the inverse of the probability that its rank was examined (inverse propensity scoring, Joachims, Swaminathan and
 Schnabel 2017): with the position-based model ``exam(r) = r^-eta`` (``propensity_eta``, default 1,
 the usual prior; 0 counts every click once, the plain labels), a click at displayed rank ``r`` weighs
 ``min(r, CLIP_RANK)^eta``, summed over the held-out pages of a query, and NDCG@10 with these weights
@@ -41,7 +39,8 @@ as linear gains is the self-normalised IPS estimate of each model's DCG on the c
 have clicked.  Weights above ``CLIP_RANK``'s are clipped (a far-down click would otherwise dominate a
 query: variance traded for a small bias towards the logging model).  ``eta`` is an assumption about
 the users; it can be measured with a swap or interleaving experiment, and the labelled test set,
-when given, still guards against learning the bias itself.
+when given, still guards against learning the bias itself.  This corrects the position bias inside
+the shown list, not the selection described next.
 
 Why the clicks are only reported when a labelled set is given: clicks logged by the live model
 cannot judge another model fairly, whatever the weights.  A relevant chunk the live model never
