@@ -348,6 +348,7 @@ def test_tune_depth_chooses_a_depth_and_draws_the_budget(tmp_path: Path, capsys)
     dataset = single_char_dataset(tmp_path / "sc", n_queries=60)
     out = tmp_path / "depth"
     args = ["tune", "depth", "-m", "bm25 >> bi:hashing:dim=64", "-d", str(dataset), "--dev", "part"]
+    args += ["--fuse-weights", "keep"]  # the re-ranker's order alone: depth is what is tested here
     code = main([*args, "--depths", "10,20,180", "--max-p95-ms", "5000", "--latency-queries", "5", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "tune-depth.json").read_text())
@@ -411,12 +412,46 @@ def test_tune_depth_shares_scores_across_first_stages(tmp_path: Path) -> None:
     assert [p.dev_mean for p in shared.points] == pytest.approx([p.dev_mean for p in alone.points], abs=1e-9)
 
 
+def test_tune_depth_tunes_stage_fusion_per_depth(tmp_path: Path) -> None:
+    """With fusion weights, each depth keeps its best weight on dev; every trial's dev figure equals a
+    fresh pipeline built with that weight (the shared first stage and score memo change nothing)."""
+    from embedlab.eval.evaluate import evaluate
+    from embedlab.eval.metrics import parse_metric
+    from embedlab.tune.depth import DepthTuneSpec, run_tune_depth, with_depth
+
+    dataset = str(single_char_dataset(tmp_path / "sc", n_queries=40))
+    metric = parse_metric("ndcg@10")
+    pipeline = parse_pipeline("hashing:dim=8 >> bi:hashing:dim=64")  # bm25 scores nothing here: no fusion effect
+    weights = (0.0, 0.3, 0.6, 0.9)
+    result = run_tune_depth(
+        DepthTuneSpec(
+            pipeline=pipeline, dataset=dataset, metric=metric, report_metrics=(metric,), depths=(10, 20),
+            dev="part", latency_queries=2, seed=0, use_cache=False, show_progress=False, fuse_weights=weights,
+        )
+    )  # fmt: skip
+    split = split_queries(dataset, dev="part", seed=0)
+    for point in result.points:
+        assert set(point.fuse_trials) == set(weights)
+        best = max(point.fuse_trials.values())
+        assert point.dev_mean == best and point.fuse == min(w for w, m in point.fuse_trials.items() if m == best)
+        for weight, dev_mean in point.fuse_trials.items():
+            fresh = build_retriever(with_depth(pipeline, point.depth, fuse=weight))
+            fresh.index(split.dataset.iter_documents(), cache=None, stats=EncodeStats())
+            run = fresh.search(split.dev, 10, cache=None, stats=EncodeStats())
+            # the same float64 metric over the same rankings: only summation order may differ
+            assert evaluate(run, split.dev_qrels, [metric]).mean[metric.key] == pytest.approx(dev_mean, abs=1e-12)
+    assert any(len(set(p.fuse_trials.values())) > 1 for p in result.points)  # the weight changes the ranking
+    chosen = next(p for p in result.points if p.depth == result.chosen)
+    assert result.pipeline == with_depth(pipeline, chosen.depth, fuse=chosen.fuse)
+
+
 def test_tune_depth_bad_input_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     dataset = single_char_dataset(tmp_path / "sc", n_queries=20)
     base = ["tune", "depth", "-d", str(dataset), "--out", str(tmp_path / "o"), "--latency-queries", "3"]
     cases = [
         (["-m", "bm25 >> bi:hashing", "--depths", "5,20"], "re-rank depth 5 is below k=10 of ndcg@10"),
         (["-m", "bm25 + hashing"], "needs a pipeline with a re-rank stage"),
+        (["-m", "bm25 >> bi:hashing", "--fuse-weights", "0,1.5"], "invalid stage-fusion weight"),
         (["-m", "bm25 >> bi:hashing", "--depths", "10,20", "--max-p95-ms", "0.000001"], "no re-rank depth meets"),
     ]
     for extra, needle in cases:

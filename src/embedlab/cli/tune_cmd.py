@@ -23,7 +23,7 @@ def _numbers(text: str, *, option: str, kind: type = float) -> tuple:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from embedlab.search.fusion import METHODS
-    from embedlab.tune.depth import DEPTHS
+    from embedlab.tune.depth import DEPTHS, FUSE_WEIGHTS
     from embedlab.tune.fusion import ALPHA_STEP, RRF_KS, WEIGHT_VALUES
 
     p = sub.add_parser(
@@ -82,9 +82,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "depth",
         parents=[common],
         help="the smallest re-rank depth not significantly below the best, within a p95 budget",
-        description="Measure quality and p95 latency of the pipeline's last re-rank stage at each depth; choose "
-        "the smallest depth whose metric is not significantly below the best (paired test, Holm) and whose "
-        "p95 is within --max-p95-ms.  Exit 2 when no depth is within the budget.",
+        description="Measure quality and p95 latency of the pipeline's last re-rank stage at each depth (with "
+        "each depth's best stage-fusion weight on dev, --fuse-weights); choose the smallest depth whose metric "
+        "is not significantly below the best (paired test, Holm) and whose p95 is within --max-p95-ms.  Exit 2 "
+        "when no depth is within the budget.",
         epilog=examples(
             'embedlab tune depth -m "all-MiniLM-L6-v2 >> bi:all-mpnet-base-v2" -d scifact --max-p95-ms 250 '
             "--out results/depth",
@@ -95,6 +96,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--max-p95-ms", type=float, help="latency budget per query (p95, ms); none: no budget")
     d.add_argument("--alpha", type=float, default=0.05, help="significance level of 'below the best'")
     d.add_argument("--latency-queries", type=int, default=50, help="single queries timed per depth")
+    d.add_argument(
+        "--fuse-weights",
+        default=",".join(f"{w:g}" for w in FUSE_WEIGHTS),
+        help="stage-fusion weights tried at each depth (0: the re-ranker's score alone, fuse=last; W: "
+        "W * previous + (1 - W) * re-ranker, min-max normalised); 'keep': the pipeline's own setting",
+    )
     d.add_argument("--json", action="store_true", help="print tune-depth.json to stdout (the files are still written)")
     d.set_defaults(handler=run_depth)
 
@@ -164,6 +171,9 @@ def run_depth(args: argparse.Namespace) -> int:
         max_p95_ms=args.max_p95_ms,
         alpha=args.alpha,
         latency_queries=args.latency_queries,
+        fuse_weights=(
+            () if args.fuse_weights.strip() == "keep" else _numbers(args.fuse_weights, option="--fuse-weights")
+        ),
     )
     check_depths(spec)  # one line before any model loads
     result = run_tune_depth(spec)

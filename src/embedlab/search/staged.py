@@ -111,7 +111,14 @@ class PipelineRetriever(Retriever):
         return Run(out, name=self.label)
 
     def search(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
-        run = self._first(queries, self._depth(k), cache=cache, stats=stats)
+        return self.reranked(self.first_stage(queries, k, cache=cache, stats=stats), queries, k, cache=cache)
+
+    def first_stage(self, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats) -> Run:
+        """The candidates the re-rank stages read: the first stage's top max(k, deepest depth)."""
+        return self._first(queries, self._depth(k), cache=cache, stats=stats)
+
+    def reranked(self, run: Run, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None) -> Run:
+        """``run`` (a :meth:`first_stage` at least as deep as this pipeline's stages) re-ranked, top ``k``."""
         return self._reranked(run, queries, k, cache=cache)
 
     def _depth(self, k: int) -> int:

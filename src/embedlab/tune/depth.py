@@ -15,8 +15,15 @@ uncached, what a user waits for).  The choice is made on the dev queries
    budget is significantly below the best, the best of them is chosen and the result says so;
    when no depth is within the budget, nothing is chosen (the CLI says so in one line, exit 2).
 
-A re-ranker's score of a (query, passage) pair does not depend on the depth, so quality runs
-share a memo of scores and cost one pass at the largest depth; latency is timed without it.
+With ``fuse_weights`` the last stage's score fusion is tuned too (``fuse=last`` for 0, else
+``fuse=weighted:W``, :func:`embedlab.search.rerank.stage_scores`): at each depth the weight
+with the best dev mean is kept (ties: the smaller weight), and the depths are then compared with
+their own best weights.  A weak re-ranker that only helps beside the first stage's score is
+used that way instead of being judged on its own ordering.
+
+A re-ranker's score of a (query, passage) pair depends on neither the depth nor the fusion
+weight, so the first stage runs once per depth and quality runs share a memo of scores: one re-ranker pass
+at the largest depth.  Latency is timed without the memo.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from embedlab.tune.splits import Split, TuneSpec, intervals, split_queries
 
 log = logging.getLogger(__name__)
 DEPTHS = (10, 20, 50, 100, 200)
+FUSE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the CLI's default grid; 0 = fuse=last
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,12 +60,15 @@ class DepthTuneSpec(TuneSpec):
     max_p95_ms: float | None = None
     alpha: float = 0.05
     latency_queries: int = 50
+    fuse_weights: tuple[float, ...] = ()  # stage-fusion weights tried at each depth; (): the pipeline's own
 
 
 @dataclass(frozen=True)
 class DepthPoint:
     depth: int
     dev_mean: float  # the tuned metric on the dev queries
+    fuse: float  # the last stage's fusion weight at this depth (0: fuse=last)
+    fuse_trials: dict[float, float]  # weight -> dev mean (one entry when the weight is not tuned)
     versus_best: PairedComparison | None  # None for the best depth itself
     not_worse: bool
     means: dict[str, float]  # reported queries, per metric key
@@ -78,16 +89,22 @@ class DepthTuneResult:
 
     @property
     def pipeline(self) -> PipelineSpec | None:
-        return None if self.chosen is None else with_depth(self.spec.pipeline, self.chosen)
+        if self.chosen is None:
+            return None
+        point = next(p for p in self.points if p.depth == self.chosen)
+        return with_depth(self.spec.pipeline, self.chosen, fuse=point.fuse)
 
     @property
     def fastest(self) -> DepthPoint:
         return min(self.points, key=lambda p: (p.p95_ms, p.depth))
 
 
-def with_depth(pipeline: PipelineSpec, depth: int) -> PipelineSpec:
-    stages = (*pipeline.rerank[:-1], replace(pipeline.rerank[-1], depth=depth))
-    return replace(pipeline, rerank=stages, label=None)
+def with_depth(pipeline: PipelineSpec, depth: int, *, fuse: float | None = None) -> PipelineSpec:
+    """``pipeline`` with its last stage at ``depth`` (and fusion weight ``fuse`` when given)."""
+    last = replace(pipeline.rerank[-1], depth=depth)
+    if fuse is not None:
+        last = replace(last, fuse=fuse)
+    return replace(pipeline, rerank=(*pipeline.rerank[:-1], last), label=None)
 
 
 class _Memo:
@@ -123,6 +140,13 @@ def check_depths(spec: DepthTuneSpec) -> tuple[int, ...]:
         raise EmbedlabError("invalid re-rank depths", found=repr(spec.depths), expected="whole numbers up to 1000")
     if spec.max_p95_ms is not None and not spec.max_p95_ms > 0:
         raise EmbedlabError("invalid latency budget", found=f"{spec.max_p95_ms:g} ms", expected="> 0 ms")
+    bad = [w for w in spec.fuse_weights if not 0.0 <= w < 1.0]
+    if bad:
+        raise EmbedlabError(
+            "invalid stage-fusion weight",
+            found=f"{bad[0]:g}",
+            expected="0 <= W < 1 (0: the re-ranker's score alone; W: the previous stage's share)",
+        )
     return depths
 
 
@@ -144,17 +168,30 @@ def run_tune_depth(spec: DepthTuneSpec, *, memo: ScoreMemo | None = None) -> Dep
     memoised: list[Reranker] = [_Memo(r, kept.setdefault(r.name, {})) for r in base.rerankers]
     cache = EmbeddingCache(spec.cache_dir or settings.cache_dir()) if spec.use_cache else None
     per_query: dict[int, dict[str, dict[str, float]]] = {}
+    fuses: dict[int, tuple[float, dict[float, float]]] = {}
     latency: dict[int, tuple[float, float]] = {}
+    weights = tuple(dict.fromkeys(spec.fuse_weights)) or (spec.pipeline.rerank[-1].fuse,)
     try:
         base.index(split.dataset.iter_documents(), cache=cache, stats=EncodeStats(), show_progress=spec.show_progress)
         for depth in reversed(depths):  # the deepest first fills the memo
-            quality = base.variant(with_depth(spec.pipeline, depth), rerankers=memoised)
-            run = quality.search(split.queries, k, cache=cache, stats=EncodeStats())
-            per_query[depth] = {
-                **evaluate(run, split.dev_qrels, [spec.metric]).per_query,
-                **{f"reported:{key}": v for key, v in evaluate(run, split.reported_qrels, metrics).per_query.items()},
-            }
-            timed = base.variant(with_depth(spec.pipeline, depth))
+            # once per depth (a fused first stage takes max(k, depth) from each retriever), not per weight
+            candidates = base.variant(with_depth(spec.pipeline, depth)).first_stage(
+                split.queries, k, cache=cache, stats=EncodeStats()
+            )
+            trials: dict[float, tuple[float, dict[str, dict[str, float]]]] = {}
+            for weight in weights:
+                quality = base.variant(with_depth(spec.pipeline, depth, fuse=weight), rerankers=memoised)
+                run = quality.reranked(candidates, split.queries, k, cache=cache)
+                dev = evaluate(run, split.dev_qrels, [spec.metric])
+                reported = evaluate(run, split.reported_qrels, metrics).per_query
+                trials[weight] = (
+                    dev.mean[spec.metric.key],
+                    {**dev.per_query, **{f"reported:{key}": v for key, v in reported.items()}},
+                )
+            fuse = max(sorted(trials), key=lambda w: trials[w][0])  # ties: the smaller weight
+            per_query[depth] = trials[fuse][1]
+            fuses[depth] = (fuse, {w: mean for w, (mean, _) in trials.items()})
+            timed = base.variant(with_depth(spec.pipeline, depth, fuse=fuse))
             probe = latency_probe(
                 functools.partial(timed.search_one, k=10),
                 list(split.reported.values()),
@@ -166,7 +203,7 @@ def run_tune_depth(spec: DepthTuneSpec, *, memo: ScoreMemo | None = None) -> Dep
     finally:
         if cache is not None:
             cache.close()
-    return _choose(spec, split, depths, per_query, latency, metrics)
+    return _choose(spec, split, depths, per_query, latency, metrics, fuses)
 
 
 def _choose(
@@ -176,6 +213,7 @@ def _choose(
     per_query: dict[int, dict[str, dict[str, float]]],
     latency: dict[int, tuple[float, float]],
     metrics: Sequence[MetricSpec],
+    fuses: dict[int, tuple[float, dict[float, float]]],
 ) -> DepthTuneResult:
     key = spec.metric.key
     dev = {f"@{d}": per_query[d][key] for d in depths}
@@ -190,6 +228,8 @@ def _choose(
             DepthPoint(
                 depth=d,
                 dev_mean=dev_mean[d],
+                fuse=fuses[d][0],
+                fuse_trials=fuses[d][1],
                 versus_best=versus,
                 not_worse=versus is None or versus.p_holm >= spec.alpha or versus.difference >= 0,
                 means={name: sum(s.values()) / len(s) for name, s in reported.items()},

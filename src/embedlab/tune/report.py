@@ -112,11 +112,14 @@ def depth_json(result: DepthTuneResult) -> dict[str, object]:
         "alpha": result.spec.alpha,
         "max_p95_ms": result.spec.max_p95_ms,
         "fastest": {"depth": fastest.depth, "p95_ms": fastest.p95_ms},
+        "fuse_weights_tried": list(result.spec.fuse_weights),
         "split": _split_record(result.split),
         "points": [
             {
                 "depth": p.depth,
                 f"dev {label}": p.dev_mean,
+                "fuse": fuse_label(p.fuse),
+                f"dev {label} by fuse weight": {f"{w:g}": mean for w, mean in p.fuse_trials.items()},
                 "versus_best": comparison_record(p.versus_best, label=label) if p.versus_best else None,
                 "not_significantly_below_best": p.not_worse,
                 "reported_means": p.means,
@@ -142,6 +145,7 @@ def _depth_rows(result: DepthTuneResult) -> list[dict[str, str]]:
         out.append(
             {
                 "depth": str(p.depth),
+                "fuse": fuse_label(p.fuse),
                 f"dev {result.spec.metric.label}": f"{p.dev_mean:.4f}",
                 "vs best (dev), p Holm": "best" if c is None else f"{c.difference:+.4f}, {c.p_holm:.4f}",
                 f"reported {result.spec.metric.label}": f"{p.means[key]:.4f} [{low:.4f}, {high:.4f}]",
@@ -152,6 +156,11 @@ def _depth_rows(result: DepthTuneResult) -> list[dict[str, str]]:
             }
         )
     return out
+
+
+def fuse_label(weight: float) -> str:
+    """The stage-fusion setting as the pipeline spec writes it."""
+    return f"weighted:{weight:g}" if weight else "last"
 
 
 def _depth_headline(result: DepthTuneResult) -> str:
