@@ -153,18 +153,16 @@ def main() -> int:
         pipelines: list[str] = list(singles)
         notes: dict[str, str] = {}
         tuned: dict[str, str] = {}
+        on = {  # what every tuning shares: the data, the metric and the dev queries
+            "dataset": dataset,
+            "metric": metric,
+            "report_metrics": report_metrics,
+            "dev": args.dev,
+            "dev_fraction": args.dev_fraction,
+            "seed": args.seed,
+        }
         for dense in singles[1:]:
-            result = run_tune_fusion(
-                FusionTuneSpec(
-                    pipeline=parse_pipeline(f"bm25 + {dense}"),
-                    dataset=dataset,
-                    metric=metric,
-                    report_metrics=report_metrics,
-                    dev=args.dev,
-                    dev_fraction=args.dev_fraction,
-                    seed=args.seed,
-                )
-            )
+            result = run_tune_fusion(FusionTuneSpec(pipeline=parse_pipeline(f"bm25 + {dense}"), **on))
             write_fusion(result, args.out / f"tune-fusion-{Path(dense).name}")
             tuned[dense] = str(result.tuned)
             pipelines.append(str(result.tuned))
@@ -175,20 +173,15 @@ def main() -> int:
         scores: dict = {}  # each re-ranker's (query, passage) scores, shared by every first stage
 
         def staged(first: str, reranker: str, label: str, stage_depths: tuple[int, ...]) -> None:
-            """Depth and stage fusion tuned on the train queries under the budget; the chosen pipeline is a row."""
+            """Depth and stage fusion tuned on the dev queries under the budget; the chosen pipeline is a row."""
             chosen = run_tune_depth(
                 DepthTuneSpec(
                     pipeline=parse_pipeline(f"{first} >> {reranker}"),
-                    dataset=dataset,
-                    metric=metric,
-                    report_metrics=report_metrics,
                     depths=stage_depths,
                     max_p95_ms=args.max_p95_ms,
-                    dev=args.dev,
-                    dev_fraction=args.dev_fraction,
                     latency_queries=min(args.latency_queries, 50),
-                    seed=args.seed,
                     fuse_weights=FUSE_WEIGHTS,
+                    **on,
                 ),
                 memo=scores,
             )
