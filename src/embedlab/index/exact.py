@@ -10,7 +10,9 @@ Ties are broken deterministically: score descending, then document id ascending
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
@@ -45,6 +47,30 @@ def top_k(
     return blocked_top_k(queries, docs.shape[0], k, lambda qb, start, stop: qb @ docs[start:stop].T, id_order=id_order)
 
 
+SMALL_PRODUCT = 1 << 26  # multiply-adds (~67M: a query against 170k x 384) that one core does in a few ms
+
+
+def one_blas_thread_if_small(multiply_adds: int) -> AbstractContextManager[object]:
+    """One BLAS thread for a small product (a single query against a collection), else as set.
+
+    Why: OpenBLAS's pthreads workers spin for a while after each call (~0.1 s at its default
+    timeout) instead of sleeping, so a 2-thread matrix-vector product of a few ms leaves a worker
+    busy on the other core while the next stage runs.  Measured here: a dense first stage then
+    a torch cross-encoder on 10 passages took p50 320 ms against 232 ms behind BM25, which uses
+    no BLAS; with one BLAS thread for the search the two are alike (benchmarks/bench_multistage_scifact.py).
+    A large product (many queries, or millions of rows) keeps every thread."""
+    if multiply_adds >= SMALL_PRODUCT:
+        return nullcontext()
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # inspects the loaded libraries once; limit() is then cheap
+
+
 ScoreBlock = Callable[[np.ndarray, int, int], np.ndarray]
 
 
@@ -59,7 +85,21 @@ def blocked_top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of any score: ``score_block(query_block, start, stop)`` scores documents
     ``start:stop``; the same bounded block-and-merge as :func:`top_k` (compact codes are
-    decoded one block at a time, never all at once)."""
+    decoded one block at a time, never all at once).  A small product runs on one BLAS thread
+    (:func:`one_blas_thread_if_small`)."""
+    with one_blas_thread_if_small(queries.shape[0] * n_docs * queries.shape[1]):
+        return _blocked_top_k(queries, n_docs, k, score_block, id_order=id_order, doc_block=doc_block)
+
+
+def _blocked_top_k(
+    queries: np.ndarray,
+    n_docs: int,
+    k: int,
+    score_block: ScoreBlock,
+    *,
+    id_order: np.ndarray | None,
+    doc_block: int,
+) -> tuple[np.ndarray, np.ndarray]:
     k = max(0, min(k, n_docs))
     order = id_order if id_order is not None else np.arange(n_docs)
     all_scores = np.empty((queries.shape[0], k), dtype=np.float32)

@@ -128,11 +128,50 @@ def _copy_tokenizer(base: TransformerEncoder, work: Path) -> None:
 
 
 def _dynamic(plain: Path, graph: Path) -> dict[str, object]:
+    return dynamic_int8(plain, graph)
+
+
+def dynamic_int8(plain: Path, graph: Path, *, op_types: list[str] | None = None) -> dict[str, object]:
+    """``quantize_dynamic`` with per-channel int8 weights (of ``op_types`` only, when given);
+    ``reduce_range`` without VNNI (see the module docstring)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     vnni = has_vnni()
-    quantize_dynamic(str(plain), str(graph), per_channel=True, reduce_range=not vnni, weight_type=QuantType.QInt8)
-    return {"weights": "int8 per channel", "reduce_range": not vnni, "cpu_vnni": vnni}
+    quantize_dynamic(
+        str(plain),
+        str(graph),
+        per_channel=True,
+        reduce_range=not vnni,
+        weight_type=QuantType.QInt8,
+        **({"op_types_to_quantize": op_types} if op_types else {}),
+    )
+    weights = "int8 per channel" + (f" ({', '.join(op_types)} only)" if op_types else "")
+    return {"weights": weights, "reduce_range": not vnni, "cpu_vnni": vnni}
+
+
+def static_int8(plain: Path, graph: Path, reader, *, nodes: list[str]) -> dict[str, object]:
+    """QDQ int8: per-channel weights and uint8 activations with min/max ranges from ``reader``
+    (an onnxruntime CalibrationDataReader), for ``nodes`` only."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    vnni = has_vnni()
+    quantize_static(  # its calibration copy of the graph goes to a temporary folder of its own
+        str(plain),
+        str(graph),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=not vnni,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=nodes,
+    )
+    return {
+        "weights": "int8 per channel (QDQ)",
+        "activations": "uint8, min/max calibrated",
+        "reduce_range": not vnni,
+        "cpu_vnni": vnni,
+    }
 
 
 def _fp16(plain: Path, graph: Path) -> dict[str, object]:
@@ -162,7 +201,7 @@ def weight_matmuls(graph_path: Path) -> tuple[list[str], list[str]]:
 
 
 def _static(plain: Path, graph: Path, texts: list[str], base: TransformerEncoder) -> dict[str, object]:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader
 
     if len(texts) < MIN_CALIBRATION:
         raise EmbedlabError(
@@ -188,24 +227,9 @@ def _static(plain: Path, graph: Path, texts: list[str], base: TransformerEncoder
             return next(self.batches, None)
 
     quantized, kept = weight_matmuls(plain)
-    vnni = has_vnni()
-    quantize_static(  # its calibration copy of the graph goes to a temporary folder of its own
-        str(plain),
-        str(graph),
-        Corpus(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        reduce_range=not vnni,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_quantize=quantized,
-    )
     return {
-        "weights": "int8 per channel (QDQ)",
-        "activations": "uint8, min/max calibrated",
+        **static_int8(plain, graph, Corpus(), nodes=quantized),
         "calibration_texts": len(texts),
         "matmuls_quantized": len(quantized),
         "matmuls_kept_float": len(kept),
-        "reduce_range": not vnni,
-        "cpu_vnni": vnni,
     }

@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from embedlab.atomic import atomic_write_text
 from embedlab.data.beir import Dataset, load_dataset
+from embedlab.encoders.image_models import EFFICIENTNET_LITE0, VIT_S14_FOCUS
 from embedlab.encoders.onnx_folder import read_manifest
 from embedlab.encoders.registry import check_model_exists, entry_for, load_encoder
 from embedlab.encoders.spec import ModelSpec
@@ -33,12 +36,14 @@ from embedlab.optimize.distill import (
     student_layers,
     teacher_layers,
 )
+from embedlab.optimize.image_quantize import IMAGE_VARIANTS, TOWER, build_image_variant
 from embedlab.optimize.quantize import MIN_CALIBRATION, ONNX_VARIANTS, build_onnx_variant
 from embedlab.optimize.variants import Variant, parse_variants
 from embedlab.select.analysis import Constraints, Selection
 from embedlab.select.run import SelectSpec, run_selection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ORIGINAL = "original"
 QUERY_SHARE = 4  # calibration: up to size / 4 queries beside the passages (the model encodes both)
 
@@ -99,28 +104,28 @@ def _model_dim(spec: ModelSpec, transformer: bool) -> int:
     return int(load_encoder(spec).dim)
 
 
+def reservoir(items: Iterable[T], size: int, rng: random.Random) -> list[T]:
+    """A uniform sample of up to ``size`` of a stream read once (Vitter's algorithm R)."""
+    kept: list[T] = []
+    for seen, item in enumerate(items, start=1):
+        if len(kept) < size:
+            kept.append(item)
+        elif (slot := rng.randrange(seen)) < size:
+            kept[slot] = item
+    return kept
+
+
 def calibration_sample(datasets: list[Dataset], size: int, *, seed: int) -> list[str]:
-    """A seeded sample of up to ``size`` passages (reservoir sampling over the streamed corpora:
-    Vitter's algorithm R) plus up to ``size / 4`` queries; a corpus without text is an error."""
+    """A seeded sample of up to ``size`` passages (reservoir sampling over the streamed corpora)
+    plus up to ``size / 4`` queries; a corpus without text is an error."""
     rng = random.Random(seed)
-    passages: list[str] = []
-    seen = 0
     for dataset in datasets:
-        with_text = 0
-        for document in dataset.iter_documents():
-            text = document.content
-            if not text:
-                continue
-            with_text += 1
-            seen += 1
-            if len(passages) < size:
-                passages.append(text)
-            elif (slot := rng.randrange(seen)) < size:
-                passages[slot] = text
-        if not with_text:
+        if not any(d.content for d in dataset.iter_documents()):
             raise EmbedlabError(
                 "the corpus has no text", path=dataset.corpus_path, expected="documents with a title or text"
             )
+    texts = (d.content for dataset in datasets for d in dataset.iter_documents() if d.content)
+    passages = reservoir(texts, size, rng)
     queries = [q for d in datasets for q in d.queries.values() if q.strip()]
     return passages + rng.sample(queries, min(len(queries), max(1, size // QUERY_SHARE)))
 
@@ -138,11 +143,14 @@ def _check_out(out: Path, variants: tuple[Variant, ...]) -> None:
         )
 
 
-def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str, str], list[str]]:
-    """Everything checked before any work: datasets, variants, the calibration sample, --out."""
+def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str, str], list[str] | list[Path]]:
+    """Everything checked before any work: datasets, variants, the calibration sample (texts, or
+    images for an image model), --out."""
     check_model_exists(spec.model)
     datasets = [load_dataset(name, split=spec.split) for name in spec.datasets]
-    transformer = _transformer_folder(spec.model)
+    image = image_model(spec.model)
+    two_tower = _two_tower_folder(spec.model)
+    transformer = not image and not two_tower and _transformer_folder(spec.model)
     variants = parse_variants(
         list(spec.variants) if spec.variants else None, model_dim=_model_dim(spec.model, transformer)
     )
@@ -150,7 +158,19 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
     kept = []
     for variant in variants:
         why = None
-        if variant.family == "model" and not transformer:
+        if variant.family == "model" and image and variant.name not in IMAGE_VARIANTS:
+            why = f"an image model: of the model variants only {' and '.join(IMAGE_VARIANTS)} apply"
+        elif variant.name == "int8-dynamic" and image and image_backbone(spec.model) == EFFICIENTNET_LITE0.name:
+            why = (
+                "efficientnet-lite0 is all convolutions, and onnxruntime's dynamic int8 covers MatMul only "
+                "(a dynamically quantized Conv has no fast CPU kernel): use int8-static"
+            )
+        elif variant.family == "model" and two_tower:
+            why = (
+                "a CLIP/SigLIP two-tower folder: int8 image towers are built for efficientnet-lite0, "
+                "vit-s14-focus and aligned image-text folders"
+            )
+        elif variant.family == "model" and not image and not transformer:
             why = f"needs a transformer folder (a sentence-transformers model); {_what_it_is(spec.model)}"
         if why is None:
             kept.append(variant)
@@ -165,20 +185,71 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
     spec.distill.check()
     if any(v.name == "student" for v in kept):
         student_layers(teacher_layers(spec.model.model), spec.distill.student_layers)
-    texts = calibration_sample(datasets, spec.calibration_size, seed=spec.seed)
+    if image:
+        samples: list[str] | list[Path] = image_sample(datasets, spec.calibration_size, seed=spec.seed)
+    else:
+        samples = calibration_sample(datasets, spec.calibration_size, seed=spec.seed)
     _check_out(spec.out, tuple(kept))
-    return datasets, tuple(kept), skipped, texts
+    return datasets, tuple(kept), skipped, samples
+
+
+def _two_tower_folder(spec: ModelSpec) -> bool:
+    from embedlab.encoders.resolve import folder_kind
+
+    folder = Path(spec.model).expanduser()
+    return folder.is_dir() and folder_kind(folder) == "two-tower"
+
+
+def image_backbone(spec: ModelSpec) -> str:
+    """The packaged backbone under an image model: the model itself, or an aligned folder's image
+    tower (through a tower folder that ``shrink`` wrote, to the backbone it was made from)."""
+    from embedlab.encoders.aligned import read_aligned_manifest
+
+    folder = Path(spec.model).expanduser()
+    aligned = read_aligned_manifest(folder) if folder.is_dir() else None
+    if aligned is None:
+        return spec.model
+    tower = read_manifest(folder / aligned.image_model) if (folder / aligned.image_model).is_dir() else None
+    return tower.base_model if tower is not None else aligned.image_model
+
+
+def image_model(spec: ModelSpec) -> bool:
+    """A packaged image backbone or an aligned two-tower folder: its image tower can be quantized."""
+    from embedlab.encoders.aligned import read_aligned_manifest
+
+    folder = Path(spec.model).expanduser()
+    if folder.is_dir() and read_aligned_manifest(folder) is not None:
+        return True
+    return spec.model in (EFFICIENTNET_LITE0.name, VIT_S14_FOCUS.name)
+
+
+def image_sample(datasets: list[Dataset], size: int, *, seed: int) -> list[Path]:
+    """A seeded sample of up to ``size`` corpus images; a corpus without images is an error."""
+    paths = (Path(d.image) for dataset in datasets for d in dataset.iter_documents() if d.image is not None)
+    images = reservoir(paths, size, random.Random(seed))
+    if not images:
+        raise EmbedlabError(
+            "the corpus has no images to calibrate an image model on",
+            path=datasets[0].corpus_path,
+            expected='documents with an "image" path (an image task such as emoji/image2image)',
+        )
+    return images
 
 
 def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
-    datasets, variants, skipped, texts = plan(spec)
+    datasets, variants, skipped, samples = plan(spec)
     label = spec.model.label or spec.model.model.rstrip("/").split("/")[-1]
     candidates: list[ModelSpec] = [spec.model.model_copy(update={"label": ORIGINAL})]
     artefacts: dict[str, str] = {}
     for variant in variants:
         if variant.family == "model":
             folder = spec.out / variant.name
-            _build(variant.name, spec, folder, datasets=datasets, texts=texts, label=label)
+            if image_model(spec.model):
+                images = [p for p in samples if isinstance(p, Path)]
+                build_image_variant(variant.name, spec.model.model, folder, images=images, label=label)
+            else:
+                texts = [t for t in samples if isinstance(t, str)]
+                _build(variant.name, spec, folder, datasets=datasets, texts=texts, label=label)
             candidates.append(ModelSpec(model=str(folder), label=variant.name))
             artefacts[variant.name] = str(folder)
         else:
@@ -216,7 +287,7 @@ def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
         },
         "skipped": skipped,
         "recommended": selection.recommended,
-        "calibration_texts": len(texts),
+        ("calibration_images" if image_model(spec.model) else "calibration_texts"): len(samples),
     }
     atomic_write_text(spec.out / "shrink.json", json.dumps(summary, indent=2) + "\n")
     return ShrinkResult(report, selection, artefacts, skipped, [*files, spec.out / "shrink.json"])
@@ -250,6 +321,8 @@ def spec_text(spec: ModelSpec) -> str:
 
 def _made_with(artefact: str) -> dict[str, object]:
     folder = Path(artefact)
+    if (folder / TOWER).is_dir():  # a shrunk aligned folder: what its quantized image tower is
+        folder = folder / TOWER
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is None:
         record = read_record(folder) if folder.is_dir() else None

@@ -141,6 +141,16 @@ class Selection:
     given_up: list[GivenUp] = field(default_factory=list)
 
 
+def cost_per_1k_queries(mean_ms: float, price_per_hour: float) -> float:
+    """Machine time of 1,000 queries answered one after another, at ``price_per_hour``."""
+    return mean_ms / 1000 * 1000 * price_per_hour / 3600
+
+
+def cost_per_1m_docs(docs_per_second: float, price_per_hour: float) -> float:
+    """Machine time of encoding 1M documents at the measured rate, at ``price_per_hour``."""
+    return 1e6 / docs_per_second * price_per_hour / 3600
+
+
 def _cell(result: ModelResult, price: float | None, *, seed: int) -> Cell:
     m = result.measured()
     latency, size, corpus = m["latency"], m["size"], m["corpus"]
@@ -167,8 +177,8 @@ def _cell(result: ModelResult, price: float | None, *, seed: int) -> Cell:
         size_mb=float(size.get("weights_bytes") or 0) / MB,
         index_mb=float(size.get("index_bytes") or 0) / MB,
         parameters=size.get("parameters"),
-        cost_per_1k_queries=None if price is None else mean_ms / 1000 * 1000 * price / 3600,
-        cost_per_1m_docs=None if price is None or not rate else 1e6 / rate * price / 3600,
+        cost_per_1k_queries=None if price is None else cost_per_1k_queries(mean_ms, price),
+        cost_per_1m_docs=None if price is None or not rate else cost_per_1m_docs(rate, price),
         busy=str(machine.get("busy_because") or "") if machine else "",
         index_bytes_per_vector=per_vector,
         index_mb_per_1m=None if per_vector is None else (per_vector * 1e6 + size.get("index_fixed_bytes", 0)) / MB,
