@@ -171,6 +171,7 @@ def main() -> int:
                 f"tuned vs default RRF: {c.difference:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p = {c.p_value:.4f}"
             )
         scores: dict = {}  # each re-ranker's (query, passage) scores, shared by every first stage
+        tunings: list[str] = []
 
         def staged(first: str, reranker: str, label: str, stage_depths: tuple[int, ...]) -> None:
             """Depth and stage fusion tuned on the dev queries under the budget; the chosen pipeline is a row."""
@@ -185,7 +186,8 @@ def main() -> int:
                 ),
                 memo=scores,
             )
-            write_depth(chosen, args.out / f"tune-depth-{len(pipelines)}")
+            tunings.append(f"{first} >> {label}")  # one folder per tuning, whether or not it gives a row
+            write_depth(chosen, args.out / f"tune-depth-{len(tunings)}")
             curve = "; ".join(
                 f"@{p.depth} fuse={fuse_label(p.fuse)} dev {p.dev_mean:.4f} p95 {p.p95_ms:.0f} ms"
                 for p in chosen.points
