@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from embedlab.encoders.base import Encoder, Fingerprint
 from embedlab.encoders.onnx_file import OnnxGraphEncoder
@@ -46,12 +46,20 @@ class FolderManifest(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     pooling: Literal["mean", "cls", "max"] = "mean"
     normalize: bool = True
-    max_length: int = Field(ge=0)  # tokens; 0 for an image tower (checked in read_manifest)
+    max_length: int = Field(ge=0)  # tokens; 0 for an image tower (checked by _kind_fits)
     dim: int = Field(gt=0)
     precision: Precision = "fp32"
     output: str = "last_hidden_state"  # onnx: the graph output holding the token states (image-onnx: features)
     preprocess: dict[str, Any] | None = None  # image-onnx: the ImagePreprocess fields (size, resize, mean, ...)
     made_with: dict[str, Any] = Field(default_factory=dict)  # settings and validation, for the record
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> FolderManifest:
+        if (self.kind == "image-onnx") != (self.preprocess is not None) or (
+            self.kind != "image-onnx" and self.max_length < 1
+        ):
+            raise ValueError("an image-onnx folder has preprocess and no max_length; a text folder the reverse")
+        return self
 
 
 def read_manifest(folder: Path) -> FolderManifest | None:
@@ -60,15 +68,10 @@ def read_manifest(folder: Path) -> FolderManifest | None:
     if not path.is_file():
         return None
     try:
-        manifest = FolderManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        if (manifest.kind == "image-onnx") != (manifest.preprocess is not None) or (
-            manifest.kind != "image-onnx" and manifest.max_length < 1
-        ):
-            raise ValueError("an image-onnx folder has preprocess and no max_length; a text folder the reverse")
-        return manifest
+        return FolderManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, ValidationError) as err:
         first = err.errors()[0] if isinstance(err, ValidationError) else None
-        where = ".".join(str(p) for p in first["loc"]) if first else "the file"
+        where = ".".join(str(p) for p in first["loc"]) if first and first["loc"] else "the file"
         raise EmbedlabError(
             f"{MANIFEST} is not a valid embedlab model manifest ({where}: {first['msg'] if first else err})",
             path=path,

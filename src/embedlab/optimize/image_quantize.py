@@ -42,10 +42,10 @@ import numpy as np
 
 from embedlab.atomic import atomic_dir
 from embedlab.checksum import file_sha256
-from embedlab.encoders.aligned import HEADS, AlignedEncoder, read_aligned_manifest
+from embedlab.encoders.aligned import HEADS, AlignedEncoder
 from embedlab.encoders.aligned import MANIFEST as ALIGNED_MANIFEST
 from embedlab.encoders.image_folder import FEATURES, ImageOnnxFolderEncoder, preprocess_fields
-from embedlab.encoders.onnx_folder import FolderManifest, read_manifest, write_manifest
+from embedlab.encoders.onnx_folder import FolderManifest, write_manifest
 from embedlab.encoders.registry import load_encoder
 from embedlab.encoders.spec import ModelSpec
 from embedlab.encoders.static import _root_logging_kept
@@ -78,14 +78,15 @@ def build_image_variant(variant: str, model: str, target: Path, *, images: list[
     encoder, tower = image_tower_of(model)
     if isinstance(encoder, AlignedEncoder):
         with atomic_dir(target) as work:
-            _tower_folder(variant, tower, work / TOWER, images=images, label=f"{label}:{TOWER}")
-            _aligned_folder(encoder, work, variant=variant, label=label)
+            quantized = _tower_folder(variant, tower, work / TOWER, images=images, label=f"{label}:{TOWER}")
+            _aligned_folder(encoder, work, quantized, variant=variant, label=label)
     else:
         with atomic_dir(target) as work:
             _tower_folder(variant, tower, work, images=images, label=label)
 
 
-def _tower_folder(variant: str, tower, work: Path, *, images: list[Path], label: str) -> None:
+def _tower_folder(variant: str, tower, work: Path, *, images: list[Path], label: str) -> FolderManifest:
+    """Write the quantized tower folder at ``work``; its manifest as written."""
     import onnx
 
     from embedlab.data.images import read_image
@@ -103,8 +104,9 @@ def _tower_folder(variant: str, tower, work: Path, *, images: list[Path], label:
     graph = work / "model.onnx"
     with tempfile.TemporaryDirectory(prefix="embedlab-image-onnx-") as tmp:
         plain = Path(tmp) / "fp32.onnx"
-        onnx.save(tower.export_graph(), str(plain))
-        input_name = onnx.load(str(plain), load_external_data=False).graph.input[0].name
+        exported = tower.export_graph()
+        input_name = exported.graph.input[0].name
+        onnx.save(exported, str(plain))
         with warnings.catch_warnings(), _root_logging_kept():
             warnings.simplefilter("ignore")
             settings = (
@@ -138,8 +140,10 @@ def _tower_folder(variant: str, tower, work: Path, *, images: list[Path], label:
         "cosine_to_fp32_mean": round(float(cosine.mean()), 6),
         "cosine_to_fp32_min": round(float(cosine.min()), 6),
     }
-    write_manifest(work, manifest.model_copy(update={"made_with": {**manifest.made_with, "validation": validation}}))
+    manifest = manifest.model_copy(update={"made_with": {**manifest.made_with, "validation": validation}})
+    write_manifest(work, manifest)
     log.info("%s: mean cosine to fp32 %.4f", manifest.name, validation["cosine_to_fp32_mean"])
+    return manifest
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -169,21 +173,17 @@ def _static(plain: Path, graph: Path, batches: list[np.ndarray], input_name: str
     }
 
 
-def _aligned_folder(encoder: AlignedEncoder, work: Path, *, variant: str, label: str) -> None:
-    """The aligned folder again, its image side the quantized tower in ``work/image-tower``."""
+def _aligned_folder(encoder: AlignedEncoder, work: Path, tower: FolderManifest, *, variant: str, label: str) -> None:
+    """The aligned folder again, its image side the quantized ``tower`` in ``work/image-tower``."""
     from embedlab.atomic import atomic_write_text
 
-    tower_manifest = read_manifest(work / TOWER)
-    if tower_manifest is None:  # pragma: no cover - written just before
-        raise RuntimeError("the quantized tower folder has no manifest")
-    quantized = ImageOnnxFolderEncoder(work / TOWER, tower_manifest, ModelSpec(model=str(work / TOWER)))
     shutil.copyfile(encoder.path, work / HEADS)
     original = encoder.manifest
     manifest = original.model_copy(
         update={
             "name": f"{label}:{variant}",
             "image_model": TOWER,  # read relative to the folder (AlignedEncoder)
-            "image_weights_sha256": quantized.fingerprint.weights,
+            "image_weights_sha256": tower.sha256,  # the tower folder's fingerprint weights: its graph's sha256
             "made_with": {
                 **original.made_with,
                 "shrunk": {
@@ -195,5 +195,3 @@ def _aligned_folder(encoder: AlignedEncoder, work: Path, *, variant: str, label:
         }
     )
     atomic_write_text(work / ALIGNED_MANIFEST, manifest.model_dump_json(indent=2) + "\n")
-    if read_aligned_manifest(work) is None:  # pragma: no cover - just written
-        raise RuntimeError("the aligned manifest was not written")

@@ -238,13 +238,14 @@ def image_sample(datasets: list[Dataset], size: int, *, seed: int) -> list[Path]
 
 def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
     datasets, variants, skipped, samples = plan(spec)
+    image = image_model(spec.model)
     label = spec.model.label or spec.model.model.rstrip("/").split("/")[-1]
     candidates: list[ModelSpec] = [spec.model.model_copy(update={"label": ORIGINAL})]
     artefacts: dict[str, str] = {}
     for variant in variants:
         if variant.family == "model":
             folder = spec.out / variant.name
-            if image_model(spec.model):
+            if image:
                 images = [p for p in samples if isinstance(p, Path)]
                 build_image_variant(variant.name, spec.model.model, folder, images=images, label=label)
             else:
@@ -287,7 +288,7 @@ def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
         },
         "skipped": skipped,
         "recommended": selection.recommended,
-        ("calibration_images" if image_model(spec.model) else "calibration_texts"): len(samples),
+        ("calibration_images" if image else "calibration_texts"): len(samples),
     }
     atomic_write_text(spec.out / "shrink.json", json.dumps(summary, indent=2) + "\n")
     return ShrinkResult(report, selection, artefacts, skipped, [*files, spec.out / "shrink.json"])

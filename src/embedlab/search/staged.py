@@ -117,16 +117,13 @@ class PipelineRetriever(Retriever):
         """The candidates the re-rank stages read: the first stage's top max(k, deepest depth)."""
         return self._first(queries, self._depth(k), cache=cache, stats=stats)
 
-    def reranked(self, run: Run, queries: dict[str, str], k: int, *, cache: EmbeddingCache | None) -> Run:
-        """``run`` (a :meth:`first_stage` at least as deep as this pipeline's stages) re-ranked, top ``k``."""
-        return self._reranked(run, queries, k, cache=cache)
-
     def _depth(self, k: int) -> int:
         return max([k, *(stage.depth for stage in self.spec.rerank)])
 
-    def _reranked(
+    def reranked(
         self, run: Run, queries: dict[str, str] | dict[str, Path], k: int, *, cache: EmbeddingCache | None
     ) -> Run:
+        """``run`` (a :meth:`first_stage` at least as deep as this pipeline's stages) re-ranked, top ``k``."""
         for reranker in self.rerankers:  # bi-encoder stages read passage vectors from the cache
             if isinstance(reranker, BiEncoderReranker):
                 reranker.cache = cache
@@ -156,7 +153,7 @@ class PipelineRetriever(Retriever):
                 expected="one image model first, e.g. 'efficientnet-lite0 >> bi:MODEL@50'",
             )
         run = self.stages[0].search_images(images, self._depth(k), cache=cache, stats=stats)
-        return self._reranked(run, images, k, cache=cache)
+        return self.reranked(run, images, k, cache=cache)
 
     def search_image_one(self, image: Path, k: int) -> list[tuple[str, float]]:
         run = self.search_images({"q": image}, k, cache=None, stats=EncodeStats())
