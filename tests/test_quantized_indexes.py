@@ -247,3 +247,34 @@ def test_collections_refuse_index_options(tmp_path: Path, capsys: pytest.Capture
     assert main(["index", "build", str(library), "-c", "x", "-m", "hashing:index_dim=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model option index_dim does not apply to collections" in err[0]
+
+
+def test_a_small_binary_search_runs_on_one_faiss_thread_and_restores_the_setting(monkeypatch) -> None:
+    from contextlib import contextmanager
+
+    faiss = pytest.importorskip("faiss")
+    from embedlab.index import faiss_index
+    from embedlab.index.exact import SMALL_PRODUCT
+
+    seen: list[int] = []
+    original = faiss_index.one_faiss_thread_if_small
+
+    @contextmanager
+    def spy(work: int):
+        with original(work):
+            seen.append(faiss.omp_get_max_threads())  # while FAISS searches
+            yield
+
+    monkeypatch.setattr("embedlab.index.binary.one_faiss_thread_if_small", spy)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        vectors, queries, _ = realistic_embeddings(n=200, dim=64)
+        index = build_index("binary", vectors, options={"rescore": 20, "rescore_with": "float"})
+        seen.clear()  # building searched too (its recall check)
+        index.search(queries[:1], 5)
+        assert seen == [1] and faiss.omp_get_max_threads() == 2  # one thread inside, the setting back after
+        with original(SMALL_PRODUCT):  # a large search keeps every thread
+            assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from embedlab.index.base import register_index
 from embedlab.index.coded import CodedIndex, rescore
-from embedlab.index.faiss_index import faiss_module
+from embedlab.index.faiss_index import faiss_module, one_faiss_thread_if_small
 from embedlab.index.int8 import calibrate, dequantize, quantize
 
 PACK_BLOCK = 65_536
@@ -112,13 +112,14 @@ class BinaryIndex(CodedIndex):
         faiss = faiss_module()
         depth = min(self._depth(k), len(self) if rows is None else len(rows))
         bits = sign_bits(queries)
-        if rows is None:
-            hamming, found = self.index.search(bits, depth)
-        else:
-            selector = faiss.IDSelectorBatch(rows.astype(np.int64))
-            params = faiss.SearchParameters(sel=selector)
-            hamming, found = self.index.search(bits, depth, params=params)
-            del params, selector  # the selector must outlive the search
+        with one_faiss_thread_if_small(bits.size * len(self)):
+            if rows is None:
+                hamming, found = self.index.search(bits, depth)
+            else:
+                selector = faiss.IDSelectorBatch(rows.astype(np.int64))
+                params = faiss.SearchParameters(sel=selector)
+                hamming, found = self.index.search(bits, depth, params=params)
+                del params, selector  # the selector must outlive the search
         if not self._rescoring:
             return (self.dim - 2 * hamming).astype(np.float32), found
         store = self.store
