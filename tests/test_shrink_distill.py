@@ -122,6 +122,11 @@ def test_the_cli_student_defaults_are_the_library_s() -> None:
         defaults.student_epochs,
         defaults.student_batch_size,
     )
+    assert (args.student_image_size, args.student_image_views, args.student_image_epochs) == (
+        defaults.student_image_size,
+        defaults.student_image_views,
+        defaults.student_image_epochs,
+    )
 
 
 def test_layer_choice_and_corpus_vocabulary() -> None:

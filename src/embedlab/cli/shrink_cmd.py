@@ -67,6 +67,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=4000,  # DistillOptions' default (tests/test_shrink_distill.py checks they agree)
         help="student: corpus passages it copies the teacher on, plus up to 1/4 as many queries (default 4000)",
     )
+    p.add_argument(
+        "--student-image-size",
+        type=int,
+        default=128,
+        help="student of an aligned image-text folder: query images at N px, (N/224)^2 of the compute (default 128)",
+    )
+    p.add_argument(
+        "--student-image-views", type=int, default=3, help="image student: views per image, clean + augmented (3)"
+    )
+    p.add_argument(
+        "--student-image-epochs", type=int, default=60, help="image student: most epochs, held-out early stop (60)"
+    )
     p.add_argument("--split", default="test", help="qrels split evaluated")
     p.add_argument(
         "--cache-dir", type=Path, help="embedding cache folder (default $EMBEDLAB_CACHE or ~/.cache/embedlab)"
@@ -125,6 +137,9 @@ def run_shrink_command(args: argparse.Namespace) -> int:
                 student_epochs=args.student_epochs,
                 student_batch_size=args.student_batch_size,
                 student_max_passages=args.student_max_passages,
+                student_image_size=args.student_image_size,
+                student_image_views=args.student_image_views,
+                student_image_epochs=args.student_image_epochs,
             ),
         )
     )

@@ -19,6 +19,15 @@ L2-normalises the result, so cosine = dot product in the shared space, as in CLI
 
 The fingerprint's ``weights`` is the sha256 of ``heads.npz`` together with both towers' weights,
 so the cache never mixes vectors of two trainings or of two backbones.
+
+**A distilled query tower** (``documents``, written by ``embedlab shrink --variants student``):
+the folder's image tower is a cheaper one (the same backbone at a lower ``image_options``
+resolution) whose head was trained to land where the teacher's image embeddings are, and
+``documents`` names the teacher folder inside this one.  Query images go through the cheap
+tower; document images (a catalogue, encoded once at index time) through the teacher's, from
+the teacher's own cache space: asymmetric retrieval (Budnik & Avrithis 2021, "Asymmetric metric
+learning for knowledge transfer"), where only the per-query cost falls.  Texts are the teacher's
+(the same text tower and head).
 """
 
 from __future__ import annotations
@@ -60,6 +69,10 @@ class AlignedManifest(BaseModel):
     text_model: str = Field(min_length=1)
     text_weights_sha256: str
     dim: int = Field(gt=0)
+    image_options: dict[str, int] = Field(default_factory=dict)  # the image tower's model options (image_size)
+    documents: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+$"
+    )  # the teacher folder inside, for documents
     image_hidden: int = Field(0, ge=0)  # 0: a linear head; else Linear -> GELU (tanh) -> Linear
     text_projection: bool = False
     heads_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -131,7 +144,9 @@ class AlignedEncoder(Encoder):
         # a tower folder inside this folder (``embedlab shrink``'s quantized image side) is read from here
         inside = folder / manifest.image_model
         image_model = str(inside) if inside.is_dir() else manifest.image_model
-        self.image_tower = load_encoder(ModelSpec(model=image_model, threads=spec.threads))
+        self.image_tower = load_encoder(
+            ModelSpec(model=image_model, threads=spec.threads, options=dict(manifest.image_options))
+        )
         self.text_tower = load_encoder(ModelSpec(model=manifest.text_model, threads=spec.threads))
         for tower, expected, role in (
             (self.image_tower, manifest.image_weights_sha256, "image"),
@@ -150,11 +165,13 @@ class AlignedEncoder(Encoder):
         self.preprocess = getattr(self.image_tower, "preprocess")  # noqa: B009  (checked by encode_images)
         self.dim = manifest.dim
         self.batch_size = spec.batch_size
+        self.documents = self._documents(folder, manifest, spec)
+        teacher = f":{self.documents.fingerprint.weights}" if self.documents is not None else ""
         weights = hashlib.sha256(
-            f"{manifest.heads_sha256}:{manifest.image_weights_sha256}:{manifest.text_weights_sha256}".encode()
+            f"{manifest.heads_sha256}:{manifest.image_weights_sha256}:{manifest.text_weights_sha256}{teacher}".encode()
         ).hexdigest()
         self.fingerprint = ImageFingerprint(
-            kind="two-tower (aligned heads)",
+            kind="two-tower (aligned heads)" + (", distilled query tower" if self.documents is not None else ""),
             model=manifest.name,
             weights=weights,
             backend=f"{self.image_tower.fingerprint.backend} + {self.text_tower.fingerprint.backend} + numpy heads",
@@ -168,6 +185,29 @@ class AlignedEncoder(Encoder):
             if isinstance(self.image_tower.fingerprint, ImageFingerprint)
             else "",
         )
+
+    def _documents(self, folder: Path, manifest: AlignedManifest, spec: ModelSpec) -> AlignedEncoder | None:
+        """The teacher folder that encodes document images (``documents``), checked to share this
+        folder's space: the same output size, text tower and text head."""
+        if manifest.documents is None:
+            return None
+        inside = folder / manifest.documents
+        teacher = read_aligned_manifest(inside) if inside.is_dir() else None
+        if teacher is None or teacher.documents is not None:
+            raise EmbedlabError(
+                "the folder's document tower is missing or is itself a distilled query tower",
+                path=inside,
+                expected="the teacher's aligned folder, as embedlab shrink --variants student writes it",
+            )
+        documents = AlignedEncoder(inside.resolve(), teacher, ModelSpec(model=str(inside), threads=spec.threads))
+        text = [k for k in documents.heads if k.startswith("text.")]
+        if (teacher.dim, teacher.text_model, teacher.text_weights_sha256) != (
+            manifest.dim,
+            manifest.text_model,
+            manifest.text_weights_sha256,
+        ) or any(k not in self.heads or not np.array_equal(self.heads[k], documents.heads[k]) for k in text):
+            raise EmbedlabError("the document tower is not in this folder's space", path=inside / MANIFEST)
+        return documents
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         return project(self.text_tower.encode_batch(texts), self.heads, "text")
@@ -188,6 +228,8 @@ class AlignedEncoder(Encoder):
         shared with training and with the raw backbone's evaluation), then the head: the expensive
         part is never recomputed for new heads, and the result equals :meth:`encode_image_batch`'s
         (the head L2-normalises its input, so the backbone's normalised vectors give the same)."""
+        if role == "document" and self.documents is not None:  # the teacher's tower and space
+            return self.documents.encode_images(paths, role=role, cache=cache, stats=stats, show_progress=show_progress)
         features = self.image_tower.encode_images(
             paths, role=role, cache=cache, stats=stats, show_progress=show_progress
         )

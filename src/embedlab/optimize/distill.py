@@ -54,9 +54,20 @@ class DistillOptions:
     # of its NDCG@10 after 1,000 passages and 0.979 after 4,000 (benchmarks/bench_shrink_scifact.py)
     student_max_passages: int = 4000
     learning_rate: float = 5e-4  # see the module docstring
+    # an aligned image-text folder's student (embedlab.optimize.image_distill): resolution, views, max epochs
+    student_image_size: int = 128
+    student_image_views: int = 3
+    student_image_epochs: int = 60
 
     def check(self) -> None:
-        for name in ("student_epochs", "student_batch_size", "student_max_passages"):
+        for name in (
+            "student_epochs",
+            "student_batch_size",
+            "student_max_passages",
+            "student_image_size",
+            "student_image_views",
+            "student_image_epochs",
+        ):
             if getattr(self, name) < 1:
                 raise EmbedlabError(f"--{name.replace('_', '-')} must be >= 1", found=str(getattr(self, name)))
         if self.static_vocabulary < 0:

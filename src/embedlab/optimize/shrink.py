@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from embedlab.atomic import atomic_write_text
 from embedlab.data.beir import Dataset, load_dataset
-from embedlab.encoders.image_models import EFFICIENTNET_LITE0, VIT_S14_FOCUS
+from embedlab.encoders.image_models import EFFICIENTNET_LITE0, EFFICIENTNET_LITE0_MULTISCALE, VIT_S14_FOCUS
 from embedlab.encoders.onnx_folder import read_manifest
 from embedlab.encoders.registry import check_model_exists, entry_for, load_encoder
 from embedlab.encoders.spec import ModelSpec
@@ -36,6 +36,7 @@ from embedlab.optimize.distill import (
     student_layers,
     teacher_layers,
 )
+from embedlab.optimize.image_distill import build_image_student, teacher_of
 from embedlab.optimize.image_quantize import IMAGE_VARIANTS, TOWER, build_image_variant
 from embedlab.optimize.quantize import MIN_CALIBRATION, ONNX_VARIANTS, build_onnx_variant
 from embedlab.optimize.variants import Variant, parse_variants
@@ -149,6 +150,7 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
     check_model_exists(spec.model)
     datasets = [load_dataset(name, split=spec.split) for name in spec.datasets]
     image = image_model(spec.model)
+    aligned = image and image_backbone(spec.model) != spec.model.model
     two_tower = _two_tower_folder(spec.model)
     transformer = not image and not two_tower and _transformer_folder(spec.model)
     variants = parse_variants(
@@ -158,9 +160,15 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
     kept = []
     for variant in variants:
         why = None
-        if variant.family == "model" and image and variant.name not in IMAGE_VARIANTS:
-            why = f"an image model: of the model variants only {' and '.join(IMAGE_VARIANTS)} apply"
-        elif variant.name == "int8-dynamic" and image and image_backbone(spec.model) == EFFICIENTNET_LITE0.name:
+        if variant.family == "model" and image and variant.name not in (*IMAGE_VARIANTS, "student"):
+            why = f"an image model: of the model variants only {', '.join(IMAGE_VARIANTS)} and student apply"
+        elif variant.name == "student" and image and not aligned:
+            why = "an image student is distilled from an aligned image-text folder (finetune --kind image-text)"
+        elif (
+            variant.name == "int8-dynamic"
+            and image
+            and image_backbone(spec.model) in (EFFICIENTNET_LITE0.name, EFFICIENTNET_LITE0_MULTISCALE.name)
+        ):
             why = (
                 "efficientnet-lite0 is all convolutions, and onnxruntime's dynamic int8 covers MatMul only "
                 "(a dynamically quantized Conv has no fast CPU kernel): use int8-static"
@@ -183,7 +191,9 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
             f"--calibration-size {spec.calibration_size} is too small", expected=f"at least {MIN_CALIBRATION} texts"
         )
     spec.distill.check()
-    if any(v.name == "student" for v in kept):
+    if any(v.name == "student" for v in kept) and image:
+        teacher_of(spec.model.model)
+    elif any(v.name == "student" for v in kept):
         student_layers(teacher_layers(spec.model.model), spec.distill.student_layers)
     if image:
         samples: list[str] | list[Path] = image_sample(datasets, spec.calibration_size, seed=spec.seed)
@@ -220,7 +230,7 @@ def image_model(spec: ModelSpec) -> bool:
     folder = Path(spec.model).expanduser()
     if folder.is_dir() and read_aligned_manifest(folder) is not None:
         return True
-    return spec.model in (EFFICIENTNET_LITE0.name, VIT_S14_FOCUS.name)
+    return spec.model in (EFFICIENTNET_LITE0.name, EFFICIENTNET_LITE0_MULTISCALE.name, VIT_S14_FOCUS.name)
 
 
 def image_sample(datasets: list[Dataset], size: int, *, seed: int) -> list[Path]:
@@ -245,7 +255,19 @@ def run_shrink(spec: ShrinkSpec) -> ShrinkResult:
     for variant in variants:
         if variant.family == "model":
             folder = spec.out / variant.name
-            if image:
+            if image and variant.name == "student":
+                build_image_student(
+                    spec.model.model,
+                    folder,
+                    tasks=spec.datasets,
+                    image_size=spec.distill.student_image_size,
+                    views=spec.distill.student_image_views,
+                    epochs=spec.distill.student_image_epochs,
+                    seed=spec.seed,
+                    label=label,
+                    cache_dir=spec.cache_dir if spec.use_cache else None,
+                )
+            elif image:
                 images = [p for p in samples if isinstance(p, Path)]
                 build_image_variant(variant.name, spec.model.model, folder, images=images, label=label)
             else:
