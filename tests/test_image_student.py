@@ -121,6 +121,21 @@ def test_a_student_queries_with_its_cheap_tower_and_indexes_with_its_teacher(
     assert capsys.readouterr().out.count(".png") == 3
 
 
+def test_a_task_with_only_a_test_split_gives_its_catalogue_and_holds_a_seeded_tenth_out(tasks, tmp_path: Path) -> None:
+    from embedlab.optimize.image_distill import student_images
+
+    only_test = tmp_path / "image2image"
+    shutil.copytree(tasks["image2image"], only_test)
+    shutil.copytree(tasks["image2image"].parent / "images", tmp_path / "images")
+    for split in ("train", "dev"):
+        (only_test / "qrels" / f"{split}.tsv").unlink()
+    images = student_images([str(only_test)], seed=0)
+    catalogue = sorted((tmp_path / "images" / "a").glob("*.png"))
+    assert sorted(images.train + images.held_out) == [p.resolve() for p in catalogue]  # no query image: no train split
+    assert len(images.held_out) == round(len(catalogue) * 0.1) and "seeded 10%" in images.source
+    assert images == student_images([str(only_test)], seed=0)
+
+
 def test_image_student_bad_input_is_one_line(tasks, aligned: Path, tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     cases = [
@@ -134,3 +149,23 @@ def test_image_student_bad_input_is_one_line(tasks, aligned: Path, tmp_path: Pat
         err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
         assert len(err) == 1 and needle in err[0], err
         assert not (out / "student").exists()
+
+
+def test_tune_depth_chooses_the_depth_of_a_two_stage_image_pipeline(tasks, aligned: Path, tmp_path: Path) -> None:
+    """Image queries through `tune depth`: the first stage searches by image, the bi: stage re-scores
+    images; the reported curve is what `eval` gives for the same pipeline on the same test queries."""
+    pipeline = f"efficientnet-lite0 >> bi:{aligned}@20"
+    cache = ("--cache-dir", str(tmp_path / "cache"), "--no-progress")
+    out, ev = tmp_path / "tune", tmp_path / "eval"
+    dataset = str(tasks["image2image"])
+    assert main(["tune", "depth", "-m", pipeline, "-d", dataset, "--depths", "10,20", "--latency-queries", "2",
+                 "--out", str(out), *cache]) == 0  # fmt: skip
+    tuned = json.loads((out / "tune-depth.json").read_text())
+    assert tuned["split"]["dev"] == "train split" and len(tuned["split"]["reported_queries"]) == 4
+    assert tuned["chosen_depth"] in (10, 20)
+    assert all(p["p95_ms"] > 0 for p in tuned["points"])  # image queries were timed, file to top 10
+    at10 = next(p for p in tuned["points"] if p["depth"] == 10)
+    assert main(["eval", "-d", dataset, "-m", f"efficientnet-lite0 >> bi:{aligned}@10", "--out", str(ev), *cache]) == 0
+    (scores,) = json.loads((ev / "summary.json").read_text())["results"][0]["scores"]["test"]
+    # the same float64 metric over the same rankings of the same 4 test queries
+    assert at10["reported_means"]["ndcg_at_10"] == pytest.approx(scores["ndcg_at_10"], abs=1e-12)

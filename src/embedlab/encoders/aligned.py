@@ -70,9 +70,8 @@ class AlignedManifest(BaseModel):
     text_weights_sha256: str
     dim: int = Field(gt=0)
     image_options: dict[str, int] = Field(default_factory=dict)  # the image tower's model options (image_size)
-    documents: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_.-]+$"
-    )  # the teacher folder inside, for documents
+    # a distilled query tower's teacher: the folder inside this one that encodes document images
+    documents: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
     image_hidden: int = Field(0, ge=0)  # 0: a linear head; else Linear -> GELU (tanh) -> Linear
     text_projection: bool = False
     heads_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -68,10 +68,12 @@ def student_images(tasks: Sequence[str], *, seed: int) -> StudentImages:
     train: set[str] = set()
     held: set[str] = set()
     for name in tasks:
-        task = read_task(name, "train")
+        splits = [split for split in ("train", "dev", "test") if has_split(name, split)]
+        task = read_task(name, splits[0] if splits else "test")  # no split at all: read_task's own line
         train |= {i.value for i in task.corpus.values() if i.kind == "image"}
-        train |= {task.queries[q].value for q in task.qrels.judgments if task.queries[q].kind == "image"}
-        if has_split(name, "dev"):
+        if "train" in splits:
+            train |= {task.queries[q].value for q in task.qrels.judgments if task.queries[q].kind == "image"}
+        if "dev" in splits:
             dev = read_task(name, "dev")
             held |= {dev.queries[q].value for q in dev.qrels.judgments if dev.queries[q].kind == "image"}
     if not train:
@@ -80,16 +82,16 @@ def student_images(tasks: Sequence[str], *, seed: int) -> StudentImages:
             expected='an image task (documents or queries with an "image" path), e.g. emoji/image2image',
         )
     train -= held
-    source = "corpus images + train-split query images; held out: dev-split query images"
+    source = "corpus images + train-split query images (if any); held out: dev-split query images"
     if not held:
         ordered = sorted(train)
         held = set(random.Random(seed).sample(ordered, max(1, round(len(ordered) * HELD_OUT_SHARE))))
         train -= held
-        source = f"corpus images + train-split query images; held out: a seeded {HELD_OUT_SHARE:.0%} of them"
+        source = f"corpus images + train-split query images (if any); held out: a seeded {HELD_OUT_SHARE:.0%} of them"
     return StudentImages(sorted(Path(p) for p in train), sorted(Path(p) for p in held), source)
 
 
-def teacher_of(model: str) -> AlignedEncoder:
+def teacher_of(model: str, image_size: int) -> AlignedEncoder:
     """The aligned folder to distil; one line for anything a student cannot be made of."""
     from embedlab.encoders.registry import load_encoder
 
@@ -104,6 +106,11 @@ def teacher_of(model: str) -> AlignedEncoder:
         raise EmbedlabError(
             f"the image student runs the teacher's backbone at a lower resolution; {backbone!r} has a fixed input",
             expected=f"an aligned folder on {EFFICIENTNET_LITE0.name} or {EFFICIENTNET_LITE0_MULTISCALE.name}",
+        )
+    if not 32 <= image_size < encoder.preprocess.size:
+        raise EmbedlabError(
+            f"--student-image-size {image_size} is not below the teacher's {encoder.preprocess.size} px",
+            expected=f"32..{encoder.preprocess.size - 1}",
         )
     return encoder
 
@@ -128,12 +135,7 @@ def build_image_student(
     from embedlab.settings import cache_dir as default_cache
     from embedlab.train.image_text_data import Features, Item
 
-    teacher = teacher_of(model)
-    if not 32 <= image_size < teacher.preprocess.size:
-        raise EmbedlabError(
-            f"--student-image-size {image_size} is not below the teacher's {teacher.preprocess.size} px",
-            expected=f"32..{teacher.preprocess.size - 1}",
-        )
+    teacher = teacher_of(model, image_size)
     images = student_images(tasks, seed=seed)
     started = time.perf_counter()
     tower = load_encoder(ModelSpec(model=teacher.manifest.image_model, options={"image_size": image_size}))

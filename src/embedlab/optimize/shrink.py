@@ -192,7 +192,7 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
         )
     spec.distill.check()
     if any(v.name == "student" for v in kept) and image:
-        teacher_of(spec.model.model)
+        teacher_of(spec.model.model, spec.distill.student_image_size)
     elif any(v.name == "student" for v in kept):
         student_layers(teacher_layers(spec.model.model), spec.distill.student_layers)
     if image:

@@ -165,6 +165,8 @@ class BiEncoderReranker:
     collection's chunks when serving) are encoded per query, and not kept.
     """
 
+    reads_images = True  # queries and passages may be image files (``Path``): its model's towers read them
+
     PREFIX = "bi:"
 
     def __init__(self, model: str) -> None:

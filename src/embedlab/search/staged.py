@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 from embedlab.cache.store import EmbeddingCache
 from embedlab.data.beir import Document
@@ -95,8 +96,8 @@ class PipelineRetriever(Retriever):
                 top = ranking[: stage.depth]
                 items = [self.texts[d] for d, _ in top]
                 query = queries[query_id]
-                if isinstance(reranker, BiEncoderReranker):
-                    scores = [float(s) for s in reranker.score(query, items)]
+                if getattr(reranker, "reads_images", False):  # a bi-encoder, or a wrapper of one: items may be files
+                    scores = [float(s) for s in cast(BiEncoderReranker, reranker).score(query, items)]
                 else:
                     scores = [
                         float(s) for s in reranker.score(_text(query, reranker), [_text(t, reranker) for t in items])
@@ -147,13 +148,18 @@ class PipelineRetriever(Retriever):
     ) -> Run:
         """The two-stage image pipeline: the first stage's image search, its top ``depth`` re-scored
         (a ``bi:`` stage encodes the query image and the candidate images with its own towers)."""
+        return self.reranked(self.first_stage_images(images, k, cache=cache, stats=stats), images, k, cache=cache)
+
+    def first_stage_images(
+        self, images: dict[str, Path], k: int, *, cache: EmbeddingCache | None, stats: EncodeStats
+    ) -> Run:
+        """:meth:`first_stage` for image queries: the one first stage's image search."""
         if len(self.stages) != 1:
             raise EmbedlabError(
                 f"pipeline {self.label!r} fuses several first stages; image queries take one",
                 expected="one image model first, e.g. 'efficientnet-lite0 >> bi:MODEL@50'",
             )
-        run = self.stages[0].search_images(images, self._depth(k), cache=cache, stats=stats)
-        return self.reranked(run, images, k, cache=cache)
+        return self.stages[0].search_images(images, self._depth(k), cache=cache, stats=stats)
 
     def search_image_one(self, image: Path, k: int) -> list[tuple[str, float]]:
         run = self.search_images({"q": image}, k, cache=None, stats=EncodeStats())

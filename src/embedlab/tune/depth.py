@@ -32,6 +32,8 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, cast
 
 from embedlab import settings
 from embedlab.cache.store import EmbeddingCache
@@ -110,14 +112,17 @@ def with_depth(pipeline: PipelineSpec, depth: int, *, fuse: float | None = None)
 class _Memo:
     """A re-ranker whose (query, passage) scores are kept: every depth re-uses the deepest's."""
 
-    def __init__(self, inner: Reranker, scores: dict[tuple[str, str], float]) -> None:
+    def __init__(self, inner: Reranker, scores: dict[tuple[str | Path, str | Path], float]) -> None:
         self.inner = inner
         self.name = inner.name
+        self.reads_images = getattr(inner, "reads_images", False)
         self.scores = scores
 
-    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+    def score(self, query: str | Path, texts: Sequence[str | Path]) -> list[float]:
+        """Texts, or image files for a wrapped bi-encoder (``reads_images``)."""
         missing = list(dict.fromkeys(t for t in texts if (query, t) not in self.scores))
-        for text, value in zip(missing, self.inner.score(query, missing) if missing else [], strict=True):
+        scored = cast(Any, self.inner).score(query, missing) if missing else []  # the inner's own item types
+        for text, value in zip(missing, scored, strict=True):
             self.scores[(query, text)] = float(value)
         return [self.scores[(query, t)] for t in texts]
 
@@ -150,7 +155,7 @@ def check_depths(spec: DepthTuneSpec) -> tuple[int, ...]:
     return depths
 
 
-ScoreMemo = dict[str, dict[tuple[str, str], float]]
+ScoreMemo = dict[str, dict[tuple[str | Path, str | Path], float]]
 
 
 def run_tune_depth(spec: DepthTuneSpec, *, memo: ScoreMemo | None = None) -> DepthTuneResult:
@@ -171,17 +176,22 @@ def run_tune_depth(spec: DepthTuneSpec, *, memo: ScoreMemo | None = None) -> Dep
     fuses: dict[int, tuple[float, dict[float, float]]] = {}
     latency: dict[int, tuple[float, float]] = {}
     weights = tuple(dict.fromkeys(spec.fuse_weights)) or (spec.pipeline.rerank[-1].fuse,)
+    images = _query_images(split)
+    queries: dict[str, str] | dict[str, Path] = images if images is not None else split.queries
     try:
         base.index(split.dataset.iter_documents(), cache=cache, stats=EncodeStats(), show_progress=spec.show_progress)
         for depth in reversed(depths):  # the deepest first fills the memo
             # once per depth (a fused first stage takes max(k, depth) from each retriever), not per weight
-            candidates = base.variant(with_depth(spec.pipeline, depth)).first_stage(
-                split.queries, k, cache=cache, stats=EncodeStats()
+            variant = base.variant(with_depth(spec.pipeline, depth))
+            candidates = (
+                variant.first_stage_images(images, k, cache=cache, stats=EncodeStats())
+                if images is not None
+                else variant.first_stage(split.queries, k, cache=cache, stats=EncodeStats())
             )
             trials: dict[float, tuple[float, dict[str, dict[str, float]]]] = {}
             for weight in weights:
                 quality = base.variant(with_depth(spec.pipeline, depth, fuse=weight), rerankers=memoised)
-                run = quality.reranked(candidates, split.queries, k, cache=cache)
+                run = quality.reranked(candidates, queries, k, cache=cache)
                 dev = evaluate(run, split.dev_qrels, [spec.metric])
                 reported = evaluate(run, split.reported_qrels, metrics).per_query
                 trials[weight] = (
@@ -193,8 +203,10 @@ def run_tune_depth(spec: DepthTuneSpec, *, memo: ScoreMemo | None = None) -> Dep
             fuses[depth] = (fuse, {w: mean for w, (mean, _) in trials.items()})
             timed = base.variant(with_depth(spec.pipeline, depth, fuse=fuse))
             probe = latency_probe(
-                functools.partial(timed.search_one, k=10),
-                list(split.reported.values()),
+                functools.partial(_search_image_file, timed)  # as eval times image queries
+                if images is not None
+                else functools.partial(timed.search_one, k=10),
+                [str(images[q]) for q in split.reported] if images is not None else list(split.reported.values()),
                 samples=spec.latency_queries,
                 seed=spec.seed,
             )
@@ -204,6 +216,23 @@ def run_tune_depth(spec: DepthTuneSpec, *, memo: ScoreMemo | None = None) -> Dep
         if cache is not None:
             cache.close()
     return _choose(spec, split, depths, per_query, latency, metrics, fuses)
+
+
+def _search_image_file(pipeline: PipelineRetriever, path: str) -> list[tuple[str, float]]:
+    return pipeline.search_image_one(Path(path), 10)
+
+
+def _query_images(split: Split) -> dict[str, Path] | None:
+    """An image task's queries as image files (its first stage and re-ranker then read images);
+    None for text queries.  A task mixing the two is one line."""
+    if not split.images:
+        return None
+    if len(split.images) != len(split.queries):
+        raise EmbedlabError(
+            "tune depth takes text queries or image queries, not both in one task",
+            found=f"{len(split.images)} image queries of {len(split.queries)}",
+        )
+    return split.images
 
 
 def _choose(

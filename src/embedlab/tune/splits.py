@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from embedlab.data.beir import Dataset, load_dataset, resolve_dataset
@@ -62,6 +62,7 @@ class Split:
     reported: dict[str, str]
     reported_qrels: Qrels
     source: str  # "train split" or "part of test (fraction F, seed S)"
+    images: dict[str, Path] = field(default_factory=dict)  # query id -> image file, for an image task's queries
 
     @property
     def queries(self) -> dict[str, str]:
@@ -91,6 +92,8 @@ def split_queries(dataset: str, *, dev: str = "auto", fraction: float = 0.3, see
             log.warning("%d queries are judged in both train and test: dropped from dev", len(overlap))
         dev_ids = sorted(set(train.queries) - overlap)
         out = _split(test, {q: train.queries[q] for q in dev_ids}, train.qrels, sorted(test.queries), "train split")
+        dev_images = {q: train.query_images[q] for q in dev_ids if q in train.query_images}
+        out = replace(out, images={**dev_images, **out.images})
     else:
         ids = sorted(test.queries)
         chosen = set(random.Random(seed).sample(ids, round(len(ids) * fraction)))
@@ -115,4 +118,5 @@ def split_queries(dataset: str, *, dev: str = "auto", fraction: float = 0.3, see
 def _split(test: Dataset, dev: dict[str, str], dev_qrels: Qrels, reported: list[str], source: str) -> Split:
     dev_judged = Qrels({q: dev_qrels.judgments[q] for q in dev})
     kept = Qrels({q: test.qrels.judgments[q] for q in reported})
-    return Split(test, dev, dev_judged, {q: test.queries[q] for q in reported}, kept, source)
+    images = {q: test.query_images[q] for q in [*dev, *reported] if q in test.query_images}
+    return Split(test, dev, dev_judged, {q: test.queries[q] for q in reported}, kept, source, images)
