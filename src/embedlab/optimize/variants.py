@@ -40,7 +40,12 @@ for _variant in (
     Variant("int8-static", "model", "ONNX, int8 weights and activations calibrated on a corpus sample"),
     Variant("fp16", "model", "ONNX in float16 (for GPUs; on a CPU it runs, but no faster)"),
     Variant("static", "model", "model2vec static distillation: token vectors, no transformer at query time"),
-    Variant("student", "model", "half the layers of the model, trained to reproduce its embeddings (MSE)"),
+    Variant(
+        "student",
+        "model",
+        "a cheaper student trained to reproduce the model's embeddings (MSE): half a transformer's layers, "
+        "or an aligned image folder's query tower at a lower resolution",
+    ),
     Variant("int8-index", "index", "int8 scalar-quantized index (4x smaller)", "int8"),
     Variant(
         "binary-index", "index", "sign-bit index, Hamming search re-scored with int8 codes (32x smaller)", "binary"
