@@ -90,6 +90,7 @@ def test_a_student_queries_with_its_cheap_tower_and_indexes_with_its_teacher(
     assert record["images"]["held_out"] == 4 and record["images"]["train"] == 24 + 16  # catalogue + train queries
     teacher, student = (load_encoder(ModelSpec(model=str(f))) for f in (aligned, moved))
     assert isinstance(student, AlignedEncoder) and student.preprocess.size == 96
+    assert student.documents is not None and student.text_tower is student.documents.text_tower  # loaded once
     documents = sorted((tasks["image2image"].parent / "images" / "a").glob("*.png"))
     # documents: the teacher's vectors, bit for bit
     assert np.array_equal(

@@ -128,6 +128,8 @@ def aligned_encoder(spec: ModelSpec) -> Encoder | None:
 
 class AlignedEncoder(Encoder):
     modalities = frozenset({"text", "image"})
+    image_tower: Encoder
+    text_tower: Encoder
 
     def __init__(self, folder: Path, manifest: AlignedManifest, spec: ModelSpec) -> None:
         from embedlab.encoders.registry import load_encoder
@@ -146,7 +148,13 @@ class AlignedEncoder(Encoder):
         self.image_tower = load_encoder(
             ModelSpec(model=image_model, threads=spec.threads, options=dict(manifest.image_options))
         )
-        self.text_tower = load_encoder(ModelSpec(model=manifest.text_model, threads=spec.threads))
+        self.documents = self._documents(folder, manifest, spec)
+        # a distilled query tower shares its teacher's text tower (the same model, checked): loaded once
+        self.text_tower = (
+            self.documents.text_tower
+            if self.documents is not None
+            else load_encoder(ModelSpec(model=manifest.text_model, threads=spec.threads))
+        )
         for tower, expected, role in (
             (self.image_tower, manifest.image_weights_sha256, "image"),
             (self.text_tower, manifest.text_weights_sha256, "text"),
@@ -164,7 +172,6 @@ class AlignedEncoder(Encoder):
         self.preprocess = getattr(self.image_tower, "preprocess")  # noqa: B009  (checked by encode_images)
         self.dim = manifest.dim
         self.batch_size = spec.batch_size
-        self.documents = self._documents(folder, manifest, spec)
         teacher = f":{self.documents.fingerprint.weights}" if self.documents is not None else ""
         weights = hashlib.sha256(
             f"{manifest.heads_sha256}:{manifest.image_weights_sha256}:{manifest.text_weights_sha256}{teacher}".encode()
