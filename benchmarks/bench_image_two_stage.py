@@ -40,17 +40,17 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench_shrink_images import measured_row
 from embedlab.atomic import atomic_write_text
 from embedlab.data.beir import load_dataset
 from embedlab.encoders.spec import ModelSpec
-from embedlab.eval.compare import compare_to_reference, mean_interval
+from embedlab.eval.compare import compare_to_reference
 from embedlab.eval.measure import hardware, library_versions
 from embedlab.eval.metrics import parse_metrics
 from embedlab.eval.runner import EvalSpec, run_eval
 from embedlab.optimize.image_distill import build_image_student
 
 METRICS = ("recall@1", "recall@10", "ndcg@10", "mrr@10")
-KEYS = ("recall_at_1", "recall_at_10", "ndcg_at_10", "mrr_at_10")
 TARGET_RETAINED, TARGET_COMPUTE = 0.98, 1 / 3  # issue 17, "Done when"
 EXPENSIVE, STUDENT = "expensive", "student-exact"
 
@@ -87,20 +87,6 @@ def evaluate(dataset: str, split: str, models: list[ModelSpec], *, cache: Path, 
     if failed:
         raise SystemExit("; ".join(failed))
     return {r.model: r for r in report.results}
-
-
-def row(result, seed: int) -> dict:
-    measured = result.measured()
-    out = {k: {"mean": round(mean_interval(result.evaluation.per_query[k], seed=seed).mean, 4)} for k in KEYS}
-    for k in KEYS:
-        ci = mean_interval(result.evaluation.per_query[k], seed=seed)
-        out[k]["ci"] = [round(ci.low, 4), round(ci.high, 4)]
-    latency = measured["latency"]
-    return {
-        "scores": out,
-        "latency": {k: latency.get(k) for k in ("p50_ms", "p95_ms", "samples")},
-        "busy": (measured["conditions"].get("machine") or {}).get("busy_because"),
-    }
 
 
 def main() -> int:
@@ -189,7 +175,7 @@ def main() -> int:
         }
     compute["share_network"] = round(student_macs / expensive_macs, 4)
     compute["share_total"] = compute["emoji"]["share"]
-    rows = {name: row(test[name], args.seed) for name in (EXPENSIVE, STUDENT, chosen)}
+    rows = {name: measured_row(test[name], args.seed) for name in (EXPENSIVE, STUDENT, chosen)}
     for name in (STUDENT, chosen):
         for key in ("recall_at_10", "recall_at_1"):
             c = versus[key][name]

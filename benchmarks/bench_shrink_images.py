@@ -37,6 +37,22 @@ METRICS = ("recall@1", "recall@10", "ndcg@10", "mrr@10")
 COMPARED = ("recall_at_1", "ndcg_at_10")
 
 
+def measured_row(result, seed: int) -> dict:
+    """One evaluated model's record: the image metrics (mean, 95% bootstrap interval), corpus
+    images/s, single-query latency and whether the machine was busy while it was timed."""
+    measured = result.measured()
+    scores = {}
+    for key in ("recall_at_1", "recall_at_10", "ndcg_at_10", "mrr_at_10"):
+        ci = mean_interval(result.evaluation.per_query[key], seed=seed)
+        scores[key] = {"mean": round(ci.mean, 4), "ci": [round(ci.low, 4), round(ci.high, 4)]}
+    return {
+        "scores": scores,
+        "images_per_second": measured["corpus"].get("docs_per_second"),
+        "latency": {k: measured["latency"].get(k) for k in ("p50_ms", "p95_ms", "samples")},
+        "busy": (measured["conditions"].get("machine") or {}).get("busy_because"),
+    }
+
+
 def job(model: str, variants: tuple[str, ...], *, dataset: str, work: Path, latency_queries: int, seed: int) -> dict:
     label = Path(model).name
     shrunk = run_shrink(
@@ -76,20 +92,13 @@ def job(model: str, variants: tuple[str, ...], *, dataset: str, work: Path, late
         if r is None:
             rows.append({"variant": name, "error": failed.get(name, "failed")})
             continue
-        measured = r.measured()
         row: dict = {
             "variant": name,
             "folder": None if name == ORIGINAL else shrunk.artefacts[name],
             "made_with": None if name == ORIGINAL else json.loads((work / label / "shrink.json").read_text())[
                 "variants"][name].get("made_with"),
-            "scores": {},
-            "images_per_second": measured["corpus"].get("docs_per_second"),
-            "latency": {k: measured["latency"].get(k) for k in ("p50_ms", "p95_ms", "samples")},
-            "busy": (measured["conditions"].get("machine") or {}).get("busy_because"),
+            **measured_row(r, seed),
         }  # fmt: skip
-        for key in ("recall_at_1", "recall_at_10", "ndcg_at_10", "mrr_at_10"):
-            ci = mean_interval(r.evaluation.per_query[key], seed=seed)
-            row["scores"][key] = {"mean": round(ci.mean, 4), "ci": [round(ci.low, 4), round(ci.high, 4)]}
         for key in COMPARED:
             c = versus[key].get(name)
             if c is not None:

@@ -28,7 +28,6 @@ held-out cosine's best lowers Recall@1.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import shutil
 import time
@@ -41,10 +40,19 @@ import numpy as np
 
 from embedlab.atomic import atomic_dir, atomic_write_text
 from embedlab.checksum import file_sha256
-from embedlab.encoders.aligned import HEADS, MANIFEST, AlignedEncoder, l2, project
+from embedlab.encoders.aligned import (
+    HEADS,
+    MANIFEST,
+    AlignedEncoder,
+    AlignedManifest,
+    l2,
+    project,
+    read_aligned_manifest,
+)
 from embedlab.encoders.image_models import EFFICIENTNET_LITE0, EFFICIENTNET_LITE0_MULTISCALE
 from embedlab.encoders.spec import ModelSpec
 from embedlab.errors import EmbedlabError
+from embedlab.train.align import export_image_head, image_head_from
 
 log = logging.getLogger(__name__)
 TEACHER = "teacher"  # the teacher's folder inside the student's
@@ -91,28 +99,28 @@ def student_images(tasks: Sequence[str], *, seed: int) -> StudentImages:
     return StudentImages(sorted(Path(p) for p in train), sorted(Path(p) for p in held), source)
 
 
-def teacher_of(model: str, image_size: int) -> AlignedEncoder:
-    """The aligned folder to distil; one line for anything a student cannot be made of."""
-    from embedlab.encoders.registry import load_encoder
-
-    encoder = load_encoder(ModelSpec(model=model))
-    if not isinstance(encoder, AlignedEncoder) or encoder.documents is not None:
+def check_teacher(model: str, image_size: int) -> AlignedManifest:
+    """The manifest of the aligned folder to distil (read, not loaded: ``shrink`` checks this before
+    any work); one line for anything a student cannot be made of."""
+    folder = Path(model).expanduser()
+    manifest = read_aligned_manifest(folder) if folder.is_dir() else None
+    if manifest is None or manifest.documents is not None:
         raise EmbedlabError(
             f"{model!r} is not an aligned image-text folder with its own image tower",
             expected="a folder written by embedlab finetune --kind image-text",
         )
-    backbone = encoder.manifest.image_model
+    backbone = manifest.image_model
     if backbone not in (EFFICIENTNET_LITE0.name, EFFICIENTNET_LITE0_MULTISCALE.name):
         raise EmbedlabError(
             f"the image student runs the teacher's backbone at a lower resolution; {backbone!r} has a fixed input",
             expected=f"an aligned folder on {EFFICIENTNET_LITE0.name} or {EFFICIENTNET_LITE0_MULTISCALE.name}",
         )
-    if not 32 <= image_size < encoder.preprocess.size:
+    size = manifest.image_options.get("image_size", EFFICIENTNET_LITE0.preprocess.size)
+    if not 32 <= image_size < size:
         raise EmbedlabError(
-            f"--student-image-size {image_size} is not below the teacher's {encoder.preprocess.size} px",
-            expected=f"32..{encoder.preprocess.size - 1}",
+            f"--student-image-size {image_size} is not below the teacher's {size} px", expected=f"32..{size - 1}"
         )
-    return encoder
+    return manifest
 
 
 def build_image_student(
@@ -135,7 +143,9 @@ def build_image_student(
     from embedlab.settings import cache_dir as default_cache
     from embedlab.train.image_text_data import Features, Item
 
-    teacher = teacher_of(model, image_size)
+    check_teacher(model, image_size)
+    teacher = load_encoder(ModelSpec(model=model))
+    assert isinstance(teacher, AlignedEncoder)  # an aligned manifest loads as one (not an input check)
     images = student_images(tasks, seed=seed)
     started = time.perf_counter()
     tower = load_encoder(ModelSpec(model=teacher.manifest.image_model, options={"image_size": image_size}))
@@ -197,7 +207,7 @@ def _train(
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = _head(initial, torch)
+    head = image_head_from(initial)
     optimizer = torch.optim.AdamW(head.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
     inputs = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(x)), dim=2)
     targets = torch.from_numpy(np.ascontiguousarray(y))
@@ -207,7 +217,7 @@ def _train(
             out = torch.nn.functional.normalize(head(inputs[0, split:]), dim=1)
             return float((out * targets[0, split:]).sum(1).mean())
 
-    curve, best, stale = [held_out()], _export(head), 0
+    curve, best, stale = [held_out()], export_image_head(head), 0
     for _ in range(epochs):
         order = rng.permutation(split)
         views = rng.integers(0, x.shape[0], size=split)
@@ -222,39 +232,9 @@ def _train(
             optimizer.step()
         curve.append(held_out())
         if curve[-1] > max(curve[:-1]):
-            best, stale = _export(head), 0
+            best, stale = export_image_head(head), 0
         else:
             stale += 1
             if stale >= PATIENCE:
                 break
-    if math.isnan(curve[-1]):  # pragma: no cover - a diverged run: MSE on unit vectors is bounded
-        raise EmbedlabError("the student's training diverged (NaN)")
     return best, curve
-
-
-def _head(heads: dict[str, np.ndarray], torch):
-    """The teacher's image head as a torch module (Linear, or Linear -> GELU -> Linear), its values copied."""
-    layers = []
-    if "image.w1" in heads:
-        layers += [_linear(heads["image.w1"], heads["image.b1"], torch), torch.nn.GELU(approximate="tanh")]
-    layers.append(_linear(heads["image.w"], heads["image.b"], torch))
-    return torch.nn.Sequential(*layers)
-
-
-def _linear(weight: np.ndarray, bias: np.ndarray, torch):
-    layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(weight))
-        layer.bias.copy_(torch.from_numpy(bias))
-    return layer
-
-
-def _export(head) -> dict[str, np.ndarray]:
-    linear = [m for m in head if hasattr(m, "weight")]
-    out = {}
-    if len(linear) == 2:
-        out["image.w1"] = linear[0].weight.detach().numpy().copy()
-        out["image.b1"] = linear[0].bias.detach().numpy().copy()
-    out["image.w"] = linear[-1].weight.detach().numpy().copy()
-    out["image.b"] = linear[-1].bias.detach().numpy().copy()
-    return {k: np.asarray(v, np.float32) for k, v in out.items()}

@@ -36,7 +36,7 @@ from embedlab.optimize.distill import (
     student_layers,
     teacher_layers,
 )
-from embedlab.optimize.image_distill import build_image_student, teacher_of
+from embedlab.optimize.image_distill import build_image_student, check_teacher
 from embedlab.optimize.image_quantize import IMAGE_VARIANTS, TOWER, build_image_variant
 from embedlab.optimize.quantize import MIN_CALIBRATION, ONNX_VARIANTS, build_onnx_variant
 from embedlab.optimize.variants import Variant, parse_variants
@@ -192,7 +192,7 @@ def plan(spec: ShrinkSpec) -> tuple[list[Dataset], tuple[Variant, ...], dict[str
         )
     spec.distill.check()
     if any(v.name == "student" for v in kept) and image:
-        teacher_of(spec.model.model, spec.distill.student_image_size)
+        check_teacher(spec.model.model, spec.distill.student_image_size)
     elif any(v.name == "student" for v in kept):
         student_layers(teacher_layers(spec.model.model), spec.distill.student_layers)
     if image:

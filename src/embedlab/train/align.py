@@ -215,11 +215,7 @@ class _Heads:
 
     def export(self) -> dict[str, np.ndarray]:
         """The heads as :func:`embedlab.encoders.aligned.project` reads them."""
-        linear = [m for m in self.image if isinstance(m, self.torch.nn.Linear)]
-        out: dict[str, np.ndarray] = {}
-        if len(linear) == 2:
-            out["image.w1"], out["image.b1"] = _np(linear[0].weight), _np(linear[0].bias)
-        out["image.w"], out["image.b"] = _np(linear[-1].weight), _np(linear[-1].bias)
+        out = export_image_head(self.image)
         if self.text is not None:
             out["text.w"], out["text.b"] = _np(self.text.weight), _np(self.text.bias)
         return out
@@ -242,6 +238,34 @@ def _batches(shapes: np.ndarray, batch_size: int, rng: np.random.Generator) -> l
         rows = rng.permutation(np.flatnonzero(shapes == shape))
         out += [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
     return [out[i] for i in rng.permutation(len(out))]
+
+
+def export_image_head(head) -> dict[str, np.ndarray]:
+    """An image head (``Linear``, or ``Linear -> GELU -> Linear``) as ``image.*`` arrays."""
+    linear = [m for m in head if hasattr(m, "weight")]
+    out: dict[str, np.ndarray] = {}
+    if len(linear) == 2:
+        out["image.w1"], out["image.b1"] = _np(linear[0].weight), _np(linear[0].bias)
+    out["image.w"], out["image.b"] = _np(linear[-1].weight), _np(linear[-1].bias)
+    return out
+
+
+def image_head_from(heads: dict[str, np.ndarray]):
+    """The exported ``image.*`` arrays back as a trainable torch module (values copied)."""
+    import torch
+
+    def linear(weight: np.ndarray, bias: np.ndarray):
+        layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(weight))
+            layer.bias.copy_(torch.from_numpy(bias))
+        return layer
+
+    layers: list[torch.nn.Module] = []
+    if "image.w1" in heads:
+        layers += [linear(heads["image.w1"], heads["image.b1"]), torch.nn.GELU(approximate="tanh")]
+    layers.append(linear(heads["image.w"], heads["image.b"]))
+    return torch.nn.Sequential(*layers)
 
 
 def _np(tensor) -> np.ndarray:
